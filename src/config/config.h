@@ -1,0 +1,97 @@
+// Config: the daemon's configuration, loaded from one YAML file and validated
+// as a whole. Loading never throws: every problem is reported as a Diagnostic
+// "FILE:LINE:COLUMN: message" and a Config is returned only when there are
+// none. A Config is a plain value; the control thread owns the live one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/types.h"
+
+namespace cutover {
+
+struct HealthConfig {
+  std::string path = "/healthz";
+  Millis interval{1000};
+  Millis timeout{500};
+  int healthy_threshold = 1;    // consecutive passes that make a target healthy
+  int unhealthy_threshold = 2;  // consecutive failures that make it unhealthy
+};
+
+enum class DriverType { kStatic };
+
+struct DriverConfig {
+  DriverType type = DriverType::kStatic;
+  std::vector<HostPort> blue;   // static targets of the blue color
+  std::vector<HostPort> green;  // static targets of the green color
+};
+
+struct ServiceConfig {
+  std::string name;
+  std::vector<std::string> hosts;  // lower-case; "*" matches any Host
+  std::string path_prefix = "/";
+  DriverConfig driver;
+  HealthConfig health;
+  Millis drain_timeout{30'000};
+};
+
+struct TimeoutsConfig {
+  Millis client_header{10'000};     // first byte to end of the request head
+  Millis client_idle{60'000};       // keep-alive wait for the next request
+  Millis upstream_connect{3'000};   // TCP connect to a target
+  Millis upstream_response{60'000}; // request sent to response head received
+};
+
+struct LimitsConfig {
+  uint32_t max_header_bytes = 16 * 1024;  // request head; over it: 431
+  uint32_t max_headers = 100;             // header fields; over it: 431
+};
+
+struct AccessLogConfig {
+  enum class Kind { kOff, kStdout, kFile };
+  Kind kind = Kind::kOff;
+  std::string path;  // for kFile, absolute
+};
+
+struct Config {
+  std::string file;                 // absolute path of the loaded file
+  std::vector<HostPort> listen;     // at least one
+  std::string control;              // absolute path of the control unix socket
+  std::string store;                // absolute path of the SQLite file
+  std::optional<HostPort> metrics_listen;
+  std::string metrics_token;        // required with metrics_listen
+  AccessLogConfig access_log;
+  TimeoutsConfig timeouts;
+  LimitsConfig limits;
+  int workers = 0;                  // 0: one per core
+  std::vector<ServiceConfig> services;  // in file order; names unique
+
+  const ServiceConfig* FindService(std::string_view name) const;
+};
+
+// One problem found in a config file.
+struct Diagnostic {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the problem has no position
+  int column = 0;  // 1-based
+  std::string message;
+
+  // "FILE:LINE:COLUMN: message" (or "FILE: message" without a position).
+  std::string ToString() const;
+};
+
+// Loads and validates the file. Relative paths inside it (control, store,
+// access_log) are resolved against the file's directory. On failure returns
+// every problem found, in file order.
+std::expected<Config, std::vector<Diagnostic>> LoadConfig(const std::string& path);
+
+// Same, from text already in memory; `file` names it in diagnostics and its
+// directory resolves relative paths.
+std::expected<Config, std::vector<Diagnostic>> ParseConfig(const std::string& text,
+                                                           const std::string& file);
+
+}  // namespace cutover
