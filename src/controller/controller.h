@@ -21,12 +21,14 @@
 namespace cutover {
 
 class Router;
+class RouteTable;
 class HealthChecker;
 
 struct TargetView {
   std::string address;  // "host:port"
   bool healthy = false;
   int64_t in_flight = 0;
+  std::string health_error;  // why the last health check failed; empty when it passed
 };
 
 struct ServiceView {
@@ -46,9 +48,13 @@ class Controller {
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
 
-  // Reads each service's live color from the store (blue when none) and
-  // publishes the first route table. Called once before traffic is accepted.
+  // Reads each service's live color from the store (blue when none), creates
+  // the targets, starts their health checks and builds the first route table.
+  // Called once, before the router starts.
   [[nodiscard]] Status Start();
+
+  // The route table the router must serve now.
+  std::shared_ptr<const RouteTable> table() const;
 
   std::vector<ServiceView> ListServices() const;
   Result<ServiceView> GetService(std::string_view name) const;
@@ -64,6 +70,9 @@ class Controller {
   std::string PrometheusMetrics() const;
 
  private:
+  // Hands `table` to the router and resumes once every worker took it.
+  boost::asio::awaitable<void> PublishAndWait(std::shared_ptr<const RouteTable> table);
+
   struct State;
   std::unique_ptr<State> state_;
 };

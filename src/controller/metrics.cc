@@ -1,0 +1,132 @@
+#include "controller/metrics.h"
+
+#include <iterator>
+
+#include <fmt/format.h>
+
+namespace cutover {
+namespace {
+
+constexpr const char* kClassNames[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+// Label values are service names and host:port addresses, which the config
+// loader restricts to characters that need no escaping beyond these.
+std::string Escape(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+void Header(std::string& out, std::string_view name, std::string_view type,
+            std::string_view help) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
+                             const RouterCounters& router) {
+  std::string out;
+  auto it = std::back_inserter(out);
+
+  Header(out, "cutover_live", "gauge", "1 for the live color of each service.");
+  for (const ServiceMetrics& s : services) {
+    for (int c = 0; c < 2; ++c) {
+      fmt::format_to(it, "cutover_live{{service=\"{}\",color=\"{}\"}} {}\n", Escape(s.name),
+                     ColorName(static_cast<Color>(c)), static_cast<int>(s.live) == c ? 1 : 0);
+    }
+  }
+
+  // Calls fn(labels, target) for every target.
+  auto each_target = [&](auto&& fn) {
+    for (const ServiceMetrics& s : services) {
+      for (int c = 0; c < 2; ++c) {
+        for (const TargetMetrics& t : s.targets[c]) {
+          std::string labels = fmt::format("service=\"{}\",color=\"{}\",target=\"{}\"",
+                                           Escape(s.name), ColorName(static_cast<Color>(c)),
+                                           Escape(t.address));
+          fn(labels, t);
+        }
+      }
+    }
+  };
+
+  Header(out, "cutover_target_healthy", "gauge", "1 when the target passes its health checks.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    fmt::format_to(it, "cutover_target_healthy{{{}}} {}\n", l, t.healthy ? 1 : 0);
+  });
+  Header(out, "cutover_requests_total", "counter",
+         "Responses relayed or answered for a target, by status class.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    for (int k = 0; k < 5; ++k) {
+      fmt::format_to(it, "cutover_requests_total{{{},class=\"{}\"}} {}\n", l, kClassNames[k],
+                     t.stats.responses[k]);
+    }
+  });
+  Header(out, "cutover_proxy_errors_total", "counter",
+         "Requests the target failed (connect, reset, timeout): answered 502/504 or cut short.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    fmt::format_to(it, "cutover_proxy_errors_total{{{}}} {}\n", l, t.stats.proxy_errors);
+  });
+  Header(out, "cutover_in_flight", "gauge", "Requests in progress at the target.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    fmt::format_to(it, "cutover_in_flight{{{}}} {}\n", l, t.stats.in_flight);
+  });
+  Header(out, "cutover_bytes_in_total", "counter", "Request body bytes sent to the target.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    fmt::format_to(it, "cutover_bytes_in_total{{{}}} {}\n", l, t.stats.bytes_in);
+  });
+  Header(out, "cutover_bytes_out_total", "counter", "Response bytes received from the target.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    fmt::format_to(it, "cutover_bytes_out_total{{{}}} {}\n", l, t.stats.bytes_out);
+  });
+  Header(out, "cutover_request_duration_seconds", "histogram",
+         "Time from the request head to the end of the response.");
+  each_target([&](const std::string& l, const TargetMetrics& t) {
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < kLatencyBucketsUs.size(); ++b) {
+      cumulative += t.stats.latency[b];
+      fmt::format_to(it, "cutover_request_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", l,
+                     kLatencyBucketsUs[b] / 1e6, cumulative);
+    }
+    cumulative += t.stats.latency[kLatencyBuckets - 1];
+    fmt::format_to(it, "cutover_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", l,
+                   cumulative);
+    fmt::format_to(it, "cutover_request_duration_seconds_sum{{{}}} {}\n", l,
+                   t.stats.latency_sum_us / 1e6);
+    fmt::format_to(it, "cutover_request_duration_seconds_count{{{}}} {}\n", l, cumulative);
+  });
+
+  Header(out, "cutover_unrouted_requests_total", "counter",
+         "Requests answered 503 because the color had no healthy target.");
+  for (const ServiceMetrics& s : services) {
+    for (int c = 0; c < 2; ++c) {
+      fmt::format_to(it, "cutover_unrouted_requests_total{{service=\"{}\",color=\"{}\"}} {}\n",
+                     Escape(s.name), ColorName(static_cast<Color>(c)), s.unrouted[c].total());
+    }
+  }
+
+  Header(out, "cutover_bad_requests_total", "counter",
+         "Requests refused as malformed (400, 431, 501, 505).");
+  fmt::format_to(it, "cutover_bad_requests_total {}\n", router.bad_requests);
+  Header(out, "cutover_unmatched_requests_total", "counter",
+         "Requests for a Host no service claims (404).");
+  fmt::format_to(it, "cutover_unmatched_requests_total {}\n", router.unmatched);
+  Header(out, "cutover_header_timeouts_total", "counter",
+         "Clients cut off for not sending a request head in time.");
+  fmt::format_to(it, "cutover_header_timeouts_total {}\n", router.header_timeouts);
+  Header(out, "cutover_connections_total", "counter", "Client connections accepted.");
+  fmt::format_to(it, "cutover_connections_total {}\n", router.connections);
+  Header(out, "cutover_open_connections", "gauge", "Client connections open now.");
+  fmt::format_to(it, "cutover_open_connections {}\n", router.open_connections);
+  return out;
+}
+
+}  // namespace cutover

@@ -1,0 +1,98 @@
+#include "router/router.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "router/worker.h"
+
+namespace cutover {
+
+Router::Router(const RouterOptions& options) : options_(options) {}
+
+Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
+  if (options.workers < 1) {
+    return MakeError(ErrorCode::kInvalidArgument, "the router needs at least one worker");
+  }
+  std::unique_ptr<Router> r(new Router(options));
+  switch (options.access_log.kind) {
+    case AccessLogConfig::Kind::kOff:
+      break;
+    case AccessLogConfig::Kind::kStdout:
+      r->access_log_fd_ = STDOUT_FILENO;
+      break;
+    case AccessLogConfig::Kind::kFile:
+      r->access_log_fd_ =
+          ::open(options.access_log.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (r->access_log_fd_ < 0) {
+        return MakeError(ErrorCode::kIo, "access log " + options.access_log.path + ": " +
+                                             std::strerror(errno));
+      }
+      break;
+  }
+  for (int i = 0; i < options.workers; ++i) {
+    auto w = std::make_unique<Worker>(static_cast<size_t>(i), options, r->access_log_fd_);
+    if (Status s = w->Listen(options.listen); !s) return std::unexpected(s.error());
+    r->workers_.push_back(std::move(w));
+  }
+  return r;
+}
+
+Router::~Router() {
+  Shutdown(Millis(0));
+  if (access_log_fd_ > STDERR_FILENO) ::close(access_log_fd_);
+}
+
+size_t Router::worker_count() const { return workers_.size(); }
+
+void Router::Start(std::shared_ptr<const RouteTable> first) {
+  started_ = true;
+  for (auto& w : workers_) w->Start(first);
+}
+
+void Router::Publish(std::shared_ptr<const RouteTable> table, std::function<void()> done) {
+  if (!started_ || stopped_) {
+    if (done) done();
+    return;
+  }
+  auto remaining = std::make_shared<std::atomic<size_t>>(workers_.size());
+  auto shared_done = std::make_shared<std::function<void()>>(std::move(done));
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    worker->Post([worker, table, remaining, shared_done] {
+      worker->SetTable(table);
+      if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1 && *shared_done) {
+        (*shared_done)();
+      }
+    });
+  }
+}
+
+void Router::Shutdown(Millis grace) {
+  if (stopped_) return;
+  stopped_ = true;
+  // Drain the workers in parallel so the grace period is not multiplied.
+  std::vector<std::thread> stoppers;
+  for (auto& w : workers_) {
+    Worker* worker = w.get();
+    stoppers.emplace_back([worker, grace] { worker->Shutdown(grace); });
+  }
+  for (auto& t : stoppers) t.join();
+}
+
+RouterCounters Router::counters() const {
+  RouterCounters c;
+  for (const auto& w : workers_) {
+    const WorkerCounters& wc = w->counters();
+    c.bad_requests += wc.bad_requests.load(std::memory_order_relaxed);
+    c.unmatched += wc.unmatched.load(std::memory_order_relaxed);
+    c.header_timeouts += wc.header_timeouts.load(std::memory_order_relaxed);
+    c.connections += wc.connections.load(std::memory_order_relaxed);
+    c.open_connections += wc.open_connections.load(std::memory_order_relaxed);
+  }
+  return c;
+}
+
+}  // namespace cutover

@@ -1,0 +1,248 @@
+#include "router/worker.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+
+namespace cutover {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto kTickInterval = std::chrono::milliseconds(100);
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+}  // namespace
+
+IoBuffers::IoBuffers(size_t cap)
+    : capacity(cap),
+      client(std::make_unique<char[]>(cap)),
+      upstream(std::make_unique<char[]>(cap)) {
+  head_out.reserve(2048);
+  method.reserve(16);
+  path.reserve(256);
+  host.reserve(64);
+  request_id.reserve(40);
+}
+
+Worker::Worker(size_t index, const RouterOptions& options, int access_log_fd)
+    : index_(index),
+      options_(options),
+      ctx_(1),
+      tick_(ctx_),
+      rng_(std::random_device{}()),
+      access_log_(access_log_fd) {
+  limits_.max_head_bytes = options.limits.max_header_bytes;
+  limits_.max_headers = options.limits.max_headers;
+}
+
+Worker::~Worker() {
+  if (thread_.joinable()) Shutdown(Millis(0));
+}
+
+Status Worker::Listen(const std::vector<HostPort>& addresses) {
+  for (const HostPort& hp : addresses) {
+    boost::system::error_code ec;
+    tcp::resolver resolver(ctx_);
+    auto results = resolver.resolve(hp.host, std::to_string(hp.port),
+                                    tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || results.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "listen " + hp.ToString() + ": cannot resolve: " + ec.message());
+    }
+    tcp::endpoint ep = results.begin()->endpoint();
+    auto acceptor = std::make_unique<tcp::acceptor>(ctx_);
+    acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor->set_option(ReusePort(true), ec);
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(4096, ec);
+    if (ec) {
+      return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message());
+    }
+    acceptors_.push_back(std::move(acceptor));
+  }
+  return {};
+}
+
+void Worker::Start(std::shared_ptr<const RouteTable> table) {
+  SetTable(std::move(table));
+  for (auto& a : acceptors_) StartAccept(*a);
+  Tick();
+  thread_ = std::thread([this] { ctx_.run(); });
+}
+
+void Worker::Post(std::function<void()> fn) { asio::post(ctx_, std::move(fn)); }
+
+void Worker::Shutdown(Millis grace) {
+  if (!thread_.joinable()) return;
+  Post([this, grace] {
+    if (draining_) return;
+    draining_ = true;
+    drain_deadline_ = std::chrono::steady_clock::now() + grace;
+    for (auto& a : acceptors_) {
+      boost::system::error_code ignored;
+      a->close(ignored);
+    }
+    for (SessionBase* s = sessions_; s != nullptr;) {
+      SessionBase* next = s->next;  // OnDrain may end the session
+      s->OnDrain();
+      s = next;
+    }
+    idle_.clear();
+    MaybeFinishDrain();
+  });
+  thread_.join();
+}
+
+void Worker::MaybeFinishDrain() {
+  if (draining_ && session_count_ == 0) {
+    tick_.cancel();
+    ctx_.stop();
+  }
+}
+
+void Worker::StartAccept(tcp::acceptor& acceptor) {
+  acceptor.async_accept([this, &acceptor](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || draining_) return;
+    if (ec) {
+      // Out of descriptors or a transient error: try again on the next tick
+      // rather than spinning.
+      auto timer = std::make_shared<asio::steady_timer>(ctx_, kTickInterval);
+      timer->async_wait([this, &acceptor, timer](boost::system::error_code) {
+        if (!draining_) StartAccept(acceptor);
+      });
+      return;
+    }
+    counters_.connections.fetch_add(1, std::memory_order_relaxed);
+    StartClientSession(*this, std::move(socket));
+    StartAccept(acceptor);
+  });
+}
+
+void Worker::Tick() {
+  tick_.expires_after(kTickInterval);
+  tick_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    SteadyTime now = std::chrono::steady_clock::now();
+    if (draining_ && now >= drain_deadline_) {
+      for (SessionBase* s = sessions_; s != nullptr;) {
+        SessionBase* next = s->next;
+        s->deadline = SteadyTime::min();
+        s->OnDeadline();
+        s = next;
+      }
+    } else {
+      for (SessionBase* s = sessions_; s != nullptr;) {
+        SessionBase* next = s->next;
+        if (s->deadline <= now) s->OnDeadline();
+        s = next;
+      }
+    }
+    // Close pooled connections unused for too long.
+    for (auto& pool : idle_) {
+      while (!pool.empty() && now - pool.front().idle_since > options_.upstream_idle) {
+        pool.erase(pool.begin());
+      }
+    }
+    access_log_.Flush();
+    Tick();
+  });
+}
+
+void Worker::SetTable(std::shared_ptr<const RouteTable> table) {
+  table_ = std::move(table);
+  round_robin_.resize(table_->services().size() * 2, 0);
+  for (auto& pool : idle_) {
+    if (!pool.empty() && !table_->Routes(pool.front().target)) pool.clear();
+  }
+  for (SessionBase* s = sessions_; s != nullptr; s = s->next) s->OnTable(*table_);
+}
+
+Target* Worker::PickTarget(const ServiceRoute& route, Color color, const Target* exclude) {
+  const std::vector<TargetPtr>& pool = route.pools[static_cast<int>(color)];
+  size_t n = pool.size();
+  if (n == 0) return nullptr;
+  uint32_t& cursor = round_robin_[route.index * 2 + static_cast<int>(color)];
+  for (size_t i = 0; i < n; ++i) {
+    Target* t = pool[(cursor + i) % n].get();
+    if (t != exclude && t->healthy.load(std::memory_order_relaxed)) {
+      cursor = static_cast<uint32_t>((cursor + i + 1) % n);
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+bool Worker::TakeIdle(Target* target, UpstreamConn& out) {
+  if (target->id >= idle_.size()) return false;
+  std::vector<UpstreamConn>& pool = idle_[target->id];
+  SteadyTime now = std::chrono::steady_clock::now();
+  while (!pool.empty()) {
+    UpstreamConn c = std::move(pool.back());
+    pool.pop_back();
+    if (now - c.idle_since > options_.upstream_idle) continue;  // closed on destruction
+    out = std::move(c);
+    out.reused = true;
+    return true;
+  }
+  return false;
+}
+
+void Worker::ReturnIdle(UpstreamConn&& conn) {
+  Target* t = conn.target;
+  if (draining_ || t == nullptr || !table_->Routes(t)) return;  // closed on destruction
+  if (t->id >= idle_.size()) idle_.resize(t->id + 1);
+  std::vector<UpstreamConn>& pool = idle_[t->id];
+  if (pool.size() >= options_.max_idle_per_target) return;
+  conn.idle_since = std::chrono::steady_clock::now();
+  pool.push_back(std::move(conn));
+}
+
+std::unique_ptr<IoBuffers> Worker::AcquireBuffers() {
+  if (free_buffers_.empty()) {
+    return std::make_unique<IoBuffers>(options_.limits.max_header_bytes + 16 * 1024);
+  }
+  std::unique_ptr<IoBuffers> b = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return b;
+}
+
+void Worker::ReleaseBuffers(std::unique_ptr<IoBuffers> buffers) {
+  // Keep a bounded reserve: enough for the busy connections of a burst, not
+  // the memory of every connection that was ever busy.
+  if (free_buffers_.size() < 256) free_buffers_.push_back(std::move(buffers));
+}
+
+void Worker::Register(SessionBase* s) {
+  s->next = sessions_;
+  s->prev = nullptr;
+  if (sessions_ != nullptr) sessions_->prev = s;
+  sessions_ = s;
+  ++session_count_;
+  counters_.open_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Worker::Unregister(SessionBase* s) {
+  if (s->prev != nullptr) s->prev->next = s->next;
+  if (s->next != nullptr) s->next->prev = s->prev;
+  if (sessions_ == s) sessions_ = s->next;
+  --session_count_;
+  counters_.open_connections.fetch_sub(1, std::memory_order_relaxed);
+  MaybeFinishDrain();
+}
+
+std::string_view Worker::NewRequestId(char (&out)[33]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t a = rng_();
+  uint64_t b = rng_() ^ ++request_counter_;
+  for (int i = 0; i < 16; ++i) {
+    out[i] = kHex[(a >> (60 - 4 * i)) & 0xf];
+    out[16 + i] = kHex[(b >> (60 - 4 * i)) & 0xf];
+  }
+  out[32] = '\0';
+  return std::string_view(out, 32);
+}
+
+}  // namespace cutover

@@ -1,0 +1,161 @@
+// Worker: one router thread. It owns an io_context, its listening sockets,
+// the route table it currently serves, its upstream connection pools, I/O
+// buffers, access log and the sessions it runs. Everything here is touched
+// only on the worker's own thread, except the few methods marked "any thread".
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/error.h"
+#include "router/access_log.h"
+#include "router/http_parser.h"
+#include "router/route_table.h"
+#include "router/router.h"
+
+namespace cutover {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Per-request scratch memory, lent by the worker to a session only while it
+// has a request in progress, so that idle keep-alive connections cost no
+// buffer space.
+struct IoBuffers {
+  explicit IoBuffers(size_t capacity);
+  size_t capacity;
+  std::unique_ptr<char[]> client;    // request bytes
+  std::unique_ptr<char[]> upstream;  // response bytes
+  std::string head_out;              // rewritten head being sent
+  // Copies of request facts needed after the request head's bytes are reused.
+  std::string method;
+  std::string path;
+  std::string host;
+  std::string request_id;
+  std::vector<HeaderField> request_headers;
+  std::vector<HeaderField> response_headers;
+};
+
+// A keep-alive connection to a target.
+struct UpstreamConn {
+  boost::asio::ip::tcp::socket socket;
+  Target* target = nullptr;
+  SteadyTime idle_since{};
+  bool reused = false;
+};
+
+// What a worker's tick needs from a session: its deadline and how to react.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  // Called on the worker thread once the deadline has passed.
+  virtual void OnDeadline() = 0;
+  // Called when the worker takes a new route table.
+  virtual void OnTable(const RouteTable& table) = 0;
+  // Called when the worker starts draining (shutdown).
+  virtual void OnDrain() = 0;
+
+  SteadyTime deadline = SteadyTime::max();
+  SessionBase* prev = nullptr;
+  SessionBase* next = nullptr;
+};
+
+struct WorkerCounters {
+  std::atomic<uint64_t> bad_requests{0};
+  std::atomic<uint64_t> unmatched{0};
+  std::atomic<uint64_t> header_timeouts{0};
+  std::atomic<uint64_t> connections{0};
+  std::atomic<int64_t> open_connections{0};
+};
+
+class Worker {
+ public:
+  Worker(size_t index, const RouterOptions& options, int access_log_fd);
+  ~Worker();
+
+  // Opens one SO_REUSEPORT listening socket per address. Before Start().
+  [[nodiscard]] Status Listen(const std::vector<HostPort>& addresses);
+
+  // Starts the thread. Any thread, once.
+  void Start(std::shared_ptr<const RouteTable> table);
+  // Runs `fn` on the worker thread. Any thread.
+  void Post(std::function<void()> fn);
+  // Stops accepting and drains; closes what remains after `grace`; joins.
+  // Any thread except the worker's own.
+  void Shutdown(Millis grace);
+
+  // ---- worker thread only ----
+  boost::asio::io_context& context() { return ctx_; }
+  size_t index() const { return index_; }
+  const RouterOptions& options() const { return options_; }
+  const ParseLimits& limits() const { return limits_; }
+  const std::shared_ptr<const RouteTable>& table() const { return table_; }
+  void SetTable(std::shared_ptr<const RouteTable> table);
+  bool draining() const { return draining_; }
+
+  // Round robin over the healthy targets of `route`'s pool for `color`,
+  // skipping `exclude`; nullptr when none is healthy.
+  Target* PickTarget(const ServiceRoute& route, Color color, const Target* exclude);
+
+  // A pooled connection to `target`, if one is idle.
+  bool TakeIdle(Target* target, UpstreamConn& out);
+  // Keeps `conn` for reuse (or closes it when the target left the table or
+  // the pool is full).
+  void ReturnIdle(UpstreamConn&& conn);
+
+  std::unique_ptr<IoBuffers> AcquireBuffers();
+  void ReleaseBuffers(std::unique_ptr<IoBuffers> buffers);
+
+  void Register(SessionBase* s);
+  void Unregister(SessionBase* s);
+
+  // Writes a fresh request id (32 hex digits) into `out` and returns its view.
+  std::string_view NewRequestId(char (&out)[33]);
+
+  AccessLog& access_log() { return access_log_; }
+  WorkerCounters& counters() { return counters_; }
+  const WorkerCounters& counters() const { return counters_; }
+
+ private:
+  void Tick();
+  void AcceptLoop(boost::asio::ip::tcp::acceptor& acceptor);
+  void StartAccept(boost::asio::ip::tcp::acceptor& acceptor);
+  void MaybeFinishDrain();
+
+  const size_t index_;
+  const RouterOptions options_;
+  ParseLimits limits_;
+  boost::asio::io_context ctx_;  // first: destroyed after everything using it
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  boost::asio::steady_timer tick_;
+  std::thread thread_;
+
+  std::shared_ptr<const RouteTable> table_;
+  std::vector<uint32_t> round_robin_;              // by service index * 2 + color
+  std::vector<std::vector<UpstreamConn>> idle_;    // by target id
+  std::vector<std::unique_ptr<IoBuffers>> free_buffers_;
+  SessionBase* sessions_ = nullptr;
+  size_t session_count_ = 0;
+  bool draining_ = false;
+  SteadyTime drain_deadline_{};
+
+  std::mt19937_64 rng_;
+  uint64_t request_counter_ = 0;
+  AccessLog access_log_;
+  WorkerCounters counters_;
+};
+
+// Runs one client connection to completion on `worker`'s thread.
+void StartClientSession(Worker& worker, boost::asio::ip::tcp::socket socket);
+
+}  // namespace cutover
