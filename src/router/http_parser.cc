@@ -85,13 +85,16 @@ struct CommonHeaders {
   bool has_te = false;
   bool te_chunked_final = false;  // the last coding is chunked, and only once
   bool te_chunked_twice = false;
+  bool te_seen_chunked = false;
   ConnectionInfo connection;
   bool upgrade_websocket = false;
 };
 
 void NoteContentLength(std::string_view value, CommonHeaders& h) {
   bool bad = false;
+  bool any = false;
   ForEachToken(value, [&](std::string_view tok) {
+    any = true;
     uint64_t v = 0;
     if (!ParseDecimal(tok, &v)) {
       bad = true;
@@ -101,7 +104,7 @@ void NoteContentLength(std::string_view value, CommonHeaders& h) {
     h.has_length = true;
     h.length = v;
   });
-  if (!h.has_length) bad = true;
+  if (!any) bad = true;
   if (bad) h.length_conflict = true;
 }
 
@@ -109,7 +112,8 @@ void NoteTransferEncoding(std::string_view value, CommonHeaders& h) {
   h.has_te = true;
   ForEachToken(value, [&](std::string_view tok) {
     if (EqualsIgnoreCase(tok, "chunked")) {
-      if (h.te_chunked_final) h.te_chunked_twice = true;
+      if (h.te_seen_chunked) h.te_chunked_twice = true;
+      h.te_seen_chunked = true;
       h.te_chunked_final = true;
     } else {
       // A coding after chunked: the body's end is no longer known.
@@ -397,6 +401,10 @@ ParseResult ParseRequestHead(std::string_view data, const ParseLimits& limits, R
   // Request target forms (RFC 9112 §3.2).
   head.host = host_header;
   std::string_view t = head.target;
+  if (head.method == "CONNECT") {
+    *error = {501, "CONNECT is not supported"};
+    return ParseResult::kError;
+  }
   if (t.front() == '/') {
     head.path = t;
   } else if (t.size() > 7 && (EqualsIgnoreCase(t.substr(0, 7), "http://") ||
@@ -404,29 +412,32 @@ ParseResult ParseRequestHead(std::string_view data, const ParseLimits& limits, R
     std::string_view after = t.substr(t[4] == ':' ? 7 : 8);
     size_t slash = after.find_first_of("/?");
     std::string_view authority = after.substr(0, slash);
-    if (authority.empty() || authority.find('@') != std::string_view::npos) {
+    bool bad_authority = authority.empty() || authority.find('@') != std::string_view::npos;
+    for (char c : authority) {
+      if (!kHostChar[static_cast<unsigned char>(c)]) bad_authority = true;
+    }
+    if (bad_authority) {
       *error = {400, "invalid authority in the request target"};
       return ParseResult::kError;
     }
     head.host = authority;
     head.path = slash == std::string_view::npos ? std::string_view("/") : after.substr(slash);
     if (head.path.front() == '?') {
-      // "http://h?q" has an empty path; keep the query on the origin form.
+      // "http://h?q": the origin form would need a path made up here.
       *error = {400, "request target without a path"};
       return ParseResult::kError;
     }
   } else if (t == "*" && head.method == "OPTIONS") {
     head.path = t;
-  } else if (head.method == "CONNECT") {
-    *error = {501, "CONNECT is not supported"};
-    return ParseResult::kError;
   } else {
     *error = {400, "invalid request target"};
     return ParseResult::kError;
   }
 
   head.connection = h.connection;
-  head.websocket = h.connection.upgrade && h.upgrade_websocket && head.method == "GET";
+  // HTTP/1.0 has no Upgrade (RFC 9110 §7.8).
+  head.websocket = h.connection.upgrade && h.upgrade_websocket && head.method == "GET" &&
+                   head.version_minor >= 1;
   if (h.has_te) {
     head.body = BodyKind::kChunked;
     head.content_length = 0;
@@ -545,6 +556,7 @@ size_t ChunkedDecoder::StepControl(std::string_view in, size_t i) {
     case State::kSizeLf:
       if (c != '\n') return fail("invalid chunk size line ending");
       size_digits_ = 0;
+      line_bytes_ = 0;
       state_ = remaining_ == 0 ? State::kTrailerStart : State::kData;
       return i + 1;
     case State::kDataCr:
@@ -560,11 +572,19 @@ size_t ChunkedDecoder::StepControl(std::string_view in, size_t i) {
         state_ = State::kFinalLf;
         return i + 1;
       }
-      if (IsOws(c) || !kTokenChar[static_cast<unsigned char>(c)]) {
-        return fail("invalid trailer field");
-      }
-      state_ = State::kTrailerLine;
+      state_ = State::kTrailerName;
       [[fallthrough]];
+    case State::kTrailerName:
+      if (++trailer_bytes_ > 16 * 1024) return fail("trailer section too large");
+      if (c == ':' && line_bytes_ > 0) {
+        state_ = State::kTrailerLine;
+        line_bytes_ = 0;
+      } else if (!kTokenChar[static_cast<unsigned char>(c)]) {
+        return fail("invalid trailer field");
+      } else {
+        ++line_bytes_;
+      }
+      return i + 1;
     case State::kTrailerLine:
       if (++trailer_bytes_ > 16 * 1024) return fail("trailer section too large");
       if (c == '\r') {
@@ -576,6 +596,7 @@ size_t ChunkedDecoder::StepControl(std::string_view in, size_t i) {
     case State::kTrailerLf:
       if (c != '\n') return fail("invalid trailer line ending");
       state_ = State::kTrailerStart;
+      line_bytes_ = 0;
       return i + 1;
     case State::kFinalLf:
       if (c != '\n') return fail("invalid end of chunked body");

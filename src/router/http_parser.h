@@ -39,7 +39,7 @@ struct ParseError {
 
 // Connection-level facts derived from the headers.
 struct ConnectionInfo {
-  bool close = false;        // "Connection: close" (or HTTP/1.0 without keep-alive)
+  bool close = false;        // "Connection: close"
   bool keep_alive = false;   // "Connection: keep-alive"
   bool upgrade = false;      // "Connection: upgrade"
   bool has_tokens = false;   // other tokens: headers named in Connection are hop-by-hop
@@ -58,7 +58,7 @@ struct RequestHead {
   bool websocket = false;        // Upgrade: websocket with Connection: upgrade
   bool expect_continue = false;  // Expect: 100-continue
   std::string_view request_id;   // X-Request-Id when sane, else empty
-  std::string_view forwarded_for;  // X-Forwarded-For as received, may be empty
+  std::string_view forwarded_for;  // the last X-Forwarded-For line, may be empty
 
   bool KeepAlive() const {
     return version_minor >= 1 ? !connection.close : connection.keep_alive && !connection.close;
@@ -104,8 +104,10 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 // where the chunk data lies, so a body can be relayed verbatim or decoded.
 class ChunkedDecoder {
  public:
-  enum class State : uint8_t { kSize, kExtension, kSizeLf, kData, kDataCr, kDataLf,
-                               kTrailerStart, kTrailerLine, kTrailerLf, kFinalLf, kDone, kError };
+  enum class State : uint8_t {
+    kSize, kExtension, kSizeLf, kData, kDataCr, kDataLf,
+    kTrailerStart, kTrailerName, kTrailerLine, kTrailerLf, kFinalLf, kDone, kError
+  };
 
   // Consumes from `in`. Returns the bytes consumed (< in.size() only when the
   // body ended or an error occurred). When `on_data` is given it is called

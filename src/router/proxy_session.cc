@@ -357,6 +357,9 @@ void ClientSession::BuildUpstreamHead(const Target& target) {
   out += " HTTP/1.1\r\n";
   bool expect_handled = req_.expect_continue;
   const std::vector<HeaderField>& fields = *req_.headers;
+  // An absolute-form target names the host; a Host header is then ignored
+  // (RFC 9112 §3.2.2) and rebuilt from it.
+  const bool host_from_target = req_.target.front() != '/' && req_.target != "*";
   bool has_host = false;
   for (const HeaderField& f : fields) {
     RequestHeaderRole role = ClassifyRequestHeader(f.name, expect_handled);
@@ -373,7 +376,10 @@ void ClientSession::BuildUpstreamHead(const Target& target) {
       continue;
     }
     if (req_.connection.has_tokens && NamedInConnection(fields, f.name)) continue;
-    if (f.name.size() == 4 && EqualsIgnoreCase(f.name, "host")) has_host = true;
+    if (f.name.size() == 4 && EqualsIgnoreCase(f.name, "host")) {
+      if (host_from_target) continue;
+      has_host = true;
+    }
     out += f.name;
     out += ": ";
     out += f.value;
@@ -385,10 +391,13 @@ void ClientSession::BuildUpstreamHead(const Target& target) {
     out += "\r\n";
   }
   if (req_.websocket) out += "Connection: upgrade\r\n";
+  // Every earlier hop, in order, then this client.
   out += "X-Forwarded-For: ";
-  if (!req_.forwarded_for.empty()) {
-    out += req_.forwarded_for;
-    out += ", ";
+  for (const HeaderField& f : fields) {
+    if (f.name.size() == 15 && EqualsIgnoreCase(f.name, "x-forwarded-for") && !f.value.empty()) {
+      out += f.value;
+      out += ", ";
+    }
   }
   out += client_ip_;
   out += "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ";

@@ -32,9 +32,17 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
       }
       break;
   }
+  // The first worker binds; the others share its ports, so that port 0
+  // means one kernel-chosen port for all of them.
+  std::vector<HostPort> addresses = options.listen;
   for (int i = 0; i < options.workers; ++i) {
     auto w = std::make_unique<Worker>(static_cast<size_t>(i), options, r->access_log_fd_);
-    if (Status s = w->Listen(options.listen); !s) return std::unexpected(s.error());
+    if (Status s = w->Listen(addresses); !s) return std::unexpected(s.error());
+    if (i == 0) {
+      std::vector<HostPort> bound = w->BoundAddresses();
+      for (size_t a = 0; a < addresses.size(); ++a) addresses[a].port = bound[a].port;
+      r->bound_ = addresses;
+    }
     r->workers_.push_back(std::move(w));
   }
   return r;

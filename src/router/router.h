@@ -50,6 +50,8 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   size_t worker_count() const;
+  // The listen addresses with the ports actually bound (port 0 resolved).
+  const std::vector<HostPort>& bound_addresses() const { return bound_; }
 
   // Starts the worker threads, each serving `first` until told otherwise.
   void Start(std::shared_ptr<const RouteTable> first);
@@ -68,6 +70,7 @@ class Router {
   explicit Router(const RouterOptions& options);
 
   RouterOptions options_;
+  std::vector<HostPort> bound_;
   int access_log_fd_ = -1;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool started_ = false;

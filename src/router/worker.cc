@@ -66,6 +66,16 @@ Status Worker::Listen(const std::vector<HostPort>& addresses) {
   return {};
 }
 
+std::vector<HostPort> Worker::BoundAddresses() const {
+  std::vector<HostPort> out;
+  for (const auto& a : acceptors_) {
+    boost::system::error_code ec;
+    tcp::endpoint ep = a->local_endpoint(ec);
+    out.push_back(HostPort{ep.address().to_string(), ep.port()});
+  }
+  return out;
+}
+
 void Worker::Start(std::shared_ptr<const RouteTable> table) {
   SetTable(std::move(table));
   for (auto& a : acceptors_) StartAccept(*a);

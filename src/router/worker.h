@@ -85,6 +85,8 @@ class Worker {
 
   // Opens one SO_REUSEPORT listening socket per address. Before Start().
   [[nodiscard]] Status Listen(const std::vector<HostPort>& addresses);
+  // The addresses listened on, with the ports the kernel chose for port 0.
+  std::vector<HostPort> BoundAddresses() const;
 
   // Starts the thread. Any thread, once.
   void Start(std::shared_ptr<const RouteTable> table);

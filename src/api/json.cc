@@ -1,0 +1,269 @@
+#include "api/json.h"
+
+#include <cstdint>
+#include <utility>
+
+namespace cutover {
+namespace {
+
+constexpr Color kColors[] = {Color::kBlue, Color::kGreen};
+
+std::string Quote(std::string_view s) {
+  return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// Describes a JSON value for "got ..." in messages: strings quoted, others as
+// their type, so a message never grows with the size of what was sent.
+std::string Describe(const Json& value) {
+  if (value.is_string()) {
+    std::string s = value.get_ref<const std::string&>();
+    if (s.size() > 40) s = s.substr(0, 40) + "...";
+    return Quote(s);
+  }
+  if (value.is_boolean()) return value.get<bool>() ? "true" : "false";
+  if (value.is_null()) return "null";
+  if (value.is_number()) return "a number";
+  if (value.is_array()) return "an array";
+  return "an object";
+}
+
+Result<TargetView> TargetFromJson(const Json& json, std::string_view where) {
+  if (!json.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string(where) + ": expected an object");
+  }
+  TargetView target;
+  auto address = json.find("address");
+  if (address == json.end() || !address->is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(where) + ": 'address' must be a string");
+  }
+  target.address = address->get<std::string>();
+  auto healthy = json.find("healthy");
+  if (healthy == json.end() || !healthy->is_boolean()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(where) + ": 'healthy' must be true or false");
+  }
+  target.healthy = healthy->get<bool>();
+  auto in_flight = json.find("in_flight");
+  if (in_flight == json.end() || !in_flight->is_number_integer()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(where) + ": 'in_flight' must be an integer");
+  }
+  target.in_flight = in_flight->get<int64_t>();
+  return target;
+}
+
+}  // namespace
+
+Json ToJson(const TargetView& target) {
+  Json json = Json::object();
+  json["address"] = target.address;
+  json["healthy"] = target.healthy;
+  json["in_flight"] = target.in_flight;
+  return json;
+}
+
+Json ToJson(const ServiceView& service) {
+  Json json = Json::object();
+  json["name"] = service.name;
+  json["live"] = std::string(ColorName(service.live));
+  json["hosts"] = service.hosts;
+  json["path_prefix"] = service.path_prefix;
+  Json colors = Json::object();
+  for (Color color : kColors) {
+    Json targets = Json::array();
+    for (const TargetView& target : service.targets[static_cast<int>(color)]) {
+      targets.push_back(ToJson(target));
+    }
+    colors[std::string(ColorName(color))] = Json{{"targets", std::move(targets)}};
+  }
+  json["colors"] = std::move(colors);
+  return json;
+}
+
+Json ServicesToJson(const std::vector<ServiceView>& services) {
+  Json list = Json::array();
+  for (const ServiceView& service : services) list.push_back(ToJson(service));
+  Json json = Json::object();
+  json["services"] = std::move(list);
+  return json;
+}
+
+Result<ServiceView> ServiceFromJson(const Json& json) {
+  if (!json.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "service: expected an object");
+  }
+  ServiceView service;
+  auto name = json.find("name");
+  if (name == json.end() || !name->is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument, "service: 'name' must be a string");
+  }
+  service.name = name->get<std::string>();
+  const std::string where = "service '" + service.name + "'";
+
+  auto live = json.find("live");
+  std::optional<Color> live_color;
+  if (live != json.end() && live->is_string()) {
+    live_color = ParseColor(live->get_ref<const std::string&>());
+  }
+  if (!live_color) {
+    return MakeError(ErrorCode::kInvalidArgument, where + ": 'live' must be \"blue\" or \"green\"");
+  }
+  service.live = *live_color;
+
+  auto hosts = json.find("hosts");
+  if (hosts == json.end() || !hosts->is_array()) {
+    return MakeError(ErrorCode::kInvalidArgument, where + ": 'hosts' must be an array");
+  }
+  for (const Json& host : *hosts) {
+    if (!host.is_string()) {
+      return MakeError(ErrorCode::kInvalidArgument, where + ": 'hosts' must hold strings");
+    }
+    service.hosts.push_back(host.get<std::string>());
+  }
+
+  auto prefix = json.find("path_prefix");
+  if (prefix == json.end() || !prefix->is_string()) {
+    return MakeError(ErrorCode::kInvalidArgument, where + ": 'path_prefix' must be a string");
+  }
+  service.path_prefix = prefix->get<std::string>();
+
+  auto colors = json.find("colors");
+  if (colors == json.end() || !colors->is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, where + ": 'colors' must be an object");
+  }
+  for (Color color : kColors) {
+    const std::string color_name(ColorName(color));
+    auto slot = colors->find(color_name);
+    if (slot == colors->end()) continue;  // a color without targets may be left out
+    auto targets = slot->is_object() ? slot->find("targets") : slot->end();
+    if (!slot->is_object() || targets == slot->end() || !targets->is_array()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       where + ": 'colors." + color_name + ".targets' must be an array");
+    }
+    for (const Json& target_json : *targets) {
+      auto target = TargetFromJson(target_json, where + ": " + color_name + " target");
+      if (!target) return std::unexpected(std::move(target.error()));
+      service.targets[static_cast<int>(color)].push_back(std::move(*target));
+    }
+  }
+  return service;
+}
+
+Result<std::vector<ServiceView>> ServicesFromJson(const Json& json) {
+  auto list = json.is_object() ? json.find("services") : json.end();
+  if (!json.is_object() || list == json.end() || !list->is_array()) {
+    return MakeError(ErrorCode::kInvalidArgument, "'services' must be an array");
+  }
+  std::vector<ServiceView> services;
+  for (const Json& item : *list) {
+    auto service = ServiceFromJson(item);
+    if (!service) return std::unexpected(std::move(service.error()));
+    services.push_back(std::move(*service));
+  }
+  return services;
+}
+
+Result<Json> ParseJson(std::string_view text) {
+  try {
+    return Json::parse(text);
+  } catch (const Json::exception& e) {
+    // what() reads "[json.exception.parse_error.101] parse error at line 1, ...";
+    // the bracketed id means nothing to a user.
+    std::string_view what = e.what();
+    if (auto end = what.find("] "); what.starts_with('[') && end != std::string_view::npos) {
+      what.remove_prefix(end + 2);
+    }
+    return MakeError(ErrorCode::kInvalidArgument, "not valid JSON: " + std::string(what));
+  }
+}
+
+std::string JsonBody(const Json& json) {
+  // Replace, not throw, on invalid UTF-8: a service name or message may echo
+  // bytes a client sent.
+  std::string body = json.dump(-1, ' ', false, Json::error_handler_t::replace);
+  body += '\n';
+  return body;
+}
+
+std::string ErrorBody(const Error& error) {
+  return ErrorBody(ErrorCodeName(error.code), error.message);
+}
+
+std::string ErrorBody(std::string_view code, std::string_view message) {
+  Json json = Json::object();
+  json["code"] = std::string(code);
+  json["message"] = std::string(message);
+  return JsonBody(json);
+}
+
+int HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kNotFound:
+      return 404;
+    case ErrorCode::kConflict:
+      return 409;
+    case ErrorCode::kUnavailable:
+      return 503;
+    case ErrorCode::kTimeout:
+      return 504;
+    case ErrorCode::kIo:
+    case ErrorCode::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+ErrorCode ErrorCodeFromName(std::string_view name) {
+  for (ErrorCode code : {ErrorCode::kInvalidArgument, ErrorCode::kNotFound, ErrorCode::kConflict,
+                         ErrorCode::kUnavailable, ErrorCode::kTimeout, ErrorCode::kIo}) {
+    if (ErrorCodeName(code) == name) return code;
+  }
+  return ErrorCode::kInternal;
+}
+
+Result<SwitchRequest> ParseSwitchRequest(std::string_view body) {
+  constexpr std::string_view kExample = R"({"to":"green"})";
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "body: expected a JSON object such as " + std::string(kExample));
+  }
+  auto json = ParseJson(body);
+  if (!json) return std::unexpected(json.error().Wrap("body"));
+  if (!json->is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "body: expected a JSON object such as " +
+                                                      std::string(kExample) + ", got " +
+                                                      Describe(*json));
+  }
+  SwitchRequest request;
+  bool have_to = false;
+  for (const auto& [key, value] : json->items()) {
+    if (key == "to") {
+      std::optional<Color> color;
+      if (value.is_string()) color = ParseColor(value.get_ref<const std::string&>());
+      if (!color) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "body: 'to' must be \"blue\" or \"green\", got " + Describe(value));
+      }
+      request.to = *color;
+      have_to = true;
+    } else if (key == "force") {
+      if (!value.is_boolean()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "body: 'force' must be true or false, got " + Describe(value));
+      }
+      request.force = value.get<bool>();
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "body: unknown field " + Quote(key) + " (expected \"to\", \"force\")");
+    }
+  }
+  if (!have_to) {
+    return MakeError(ErrorCode::kInvalidArgument, "body: 'to' is required (\"blue\" or \"green\")");
+  }
+  return request;
+}
+
+}  // namespace cutover

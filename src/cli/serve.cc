@@ -1,0 +1,124 @@
+#include "cli/serve.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include "api/server.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "controller/controller.h"
+#include "router/health_checker.h"
+#include "router/router.h"
+#include "store/store.h"
+
+namespace cutover {
+
+namespace asio = boost::asio;
+
+namespace {
+// How long requests in flight may take to finish when the daemon stops.
+constexpr Millis kShutdownGrace{10'000};
+}  // namespace
+
+int RunServe(const ServeOptions& options) {
+  auto loaded = LoadConfig(options.config_path);
+  if (!loaded) {
+    for (const Diagnostic& d : loaded.error()) fmt::print(stderr, "{}\n", d.ToString());
+    return 2;
+  }
+  const Config& config = *loaded;
+  // A peer closing its end must be an error code, not a signal.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  int workers = options.workers > 0 ? options.workers : config.workers;
+  if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  asio::io_context control(1);
+  auto store = OpenSqliteStore(config.store);
+  if (!store) {
+    LogError("store: {}", store.error().message);
+    return 1;
+  }
+
+  RouterOptions ropts;
+  ropts.listen = config.listen;
+  ropts.workers = workers;
+  ropts.timeouts = config.timeouts;
+  ropts.limits = config.limits;
+  ropts.access_log = config.access_log;
+  auto router = Router::Create(ropts);
+  if (!router) {
+    LogError("router: {}", router.error().message);
+    return 1;
+  }
+
+  HealthChecker health(control);
+  Controller controller(control, config, **store, **router, health);
+  if (Status s = controller.Start(); !s) {
+    LogError("{}", s.error().message);
+    return 1;
+  }
+  // Learn the targets' health before serving, so that the first request
+  // already avoids a target that is down.
+  Millis first_round{0};
+  for (const ServiceConfig& s : config.services) first_round = std::max(first_round, s.health.timeout);
+  bool ready = false;
+  asio::co_spawn(
+      control,
+      [&]() -> asio::awaitable<void> {
+        co_await health.WaitFirstRound(first_round + Millis(200));
+        ready = true;
+      },
+      asio::detached);
+  while (!ready && control.run_one() > 0) {
+  }
+
+  auto api = ApiServer::Start(control, config.control, controller);
+  if (!api) {
+    LogError("control socket: {}", api.error().message);
+    return 1;
+  }
+  std::unique_ptr<MetricsServer> metrics;
+  if (config.metrics_listen) {
+    auto m = MetricsServer::Start(control, *config.metrics_listen, config.metrics_token,
+                                  controller);
+    if (!m) {
+      LogError("metrics listener: {}", m.error().message);
+      return 1;
+    }
+    metrics = std::move(*m);
+  }
+
+  (*router)->Start(controller.table());
+  std::string listening;
+  for (const HostPort& hp : (*router)->bound_addresses()) {
+    listening += (listening.empty() ? "" : ", ") + hp.ToString();
+  }
+  LogInfo("cutover serving on {} with {} worker{}; control socket {}", listening, workers,
+          workers == 1 ? "" : "s", config.control);
+
+  asio::signal_set signals(control, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    LogInfo("received {}; draining (up to {})", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            FormatDuration(kShutdownGrace));
+    (*api)->Stop();
+    if (metrics) metrics->Stop();
+    health.Stop();
+    (*router)->Shutdown(kShutdownGrace);
+    control.stop();
+  });
+  control.run();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace cutover
