@@ -5,8 +5,12 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <expected>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>

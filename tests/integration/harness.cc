@@ -1,0 +1,157 @@
+#include "harness.h"
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "support/net.h"
+#include "support/raw_http.h"
+#include "support/wait.h"
+
+namespace cutover::test {
+
+std::string CutoverBinary() { return CUTOVER_BIN; }
+std::string TestappBinary() { return CUTOVER_TESTAPP; }
+
+Result<std::unique_ptr<Backend>> Backend::Start(const TempDir& dir, const std::string& name,
+                                                std::vector<std::string> extra_args) {
+  static int counter = 0;
+  std::string tag = fmt::format("{}-{}", name, ++counter);
+  std::string port_file = dir.File(tag + ".port");
+  ChildOptions o;
+  o.argv = {TestappBinary(), "--name", name, "--port", "0", "--port-file", port_file, "--quiet"};
+  for (auto& a : extra_args) o.argv.push_back(std::move(a));
+  o.output_file = dir.File(tag + ".log");
+  auto p = ChildProcess::Spawn(o);
+  if (!p) return std::unexpected(p.error());
+  auto port = WaitForPortFile(port_file, DeadlineIn(std::chrono::seconds(10)));
+  if (!port) return MakeError(ErrorCode::kTimeout, "backend " + name + " did not start");
+  return std::unique_ptr<Backend>(new Backend(std::move(*p), *port));
+}
+
+Result<uint64_t> Backend::RequestsSeen() const {
+  auto r = HttpGet("127.0.0.1", port_, "/__stats", "localhost");
+  if (!r) return std::unexpected(r.error());
+  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  if (j.is_discarded() || !j.contains("requests")) {
+    return MakeError(ErrorCode::kInternal, "bad /__stats body: " + r->body);
+  }
+  return j["requests"].get<uint64_t>();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(const TempDir& dir, const std::string& config_yaml,
+                                              int workers) {
+  std::unique_ptr<Daemon> d(new Daemon());
+  d->dir_ = &dir;
+  d->workers_ = workers;
+  auto port = FreePort();
+  if (!port) return std::unexpected(port.error());
+  d->port_ = *port;
+  std::string text = config_yaml;
+  for (size_t p = text.find("{port}"); p != std::string::npos; p = text.find("{port}")) {
+    text.replace(p, 6, std::to_string(d->port_));
+  }
+  d->config_path_ = dir.File("cutover.yaml");
+  d->control_ = dir.File("cutover.sock");
+  d->log_path_ = dir.File("cutover.log");
+  if (Status s = WriteFile(d->config_path_, text); !s) return std::unexpected(s.error());
+  if (Status s = d->Launch(); !s) return std::unexpected(s.error());
+  return d;
+}
+
+Status Daemon::Launch() {
+  ChildOptions o;
+  o.argv = {CutoverBinary(), "serve", "--config", config_path_, "--workers",
+            std::to_string(workers_)};
+  o.output_file = log_path_;
+  o.unset_env = {"CUTOVER_CONTROL"};
+  auto p = ChildProcess::Spawn(o);
+  if (!p) return std::unexpected(p.error());
+  process_ = std::make_unique<ChildProcess>(std::move(*p));
+  ApiClient client(control_, Millis(2000));
+  bool up = WaitUntil(
+      [&] {
+        if (!process_->Running()) return true;
+        auto r = client.Call("GET", "/v1/services");
+        return r.has_value() && r->status == 200;
+      },
+      DeadlineIn(std::chrono::seconds(15)), std::chrono::milliseconds(20));
+  if (!up || !process_->Running()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cutover did not start; its output:\n" + process_->Output());
+  }
+  if (!WaitForPort("127.0.0.1", port_, DeadlineIn(std::chrono::seconds(5)))) {
+    return MakeError(ErrorCode::kUnavailable, "cutover does not listen on its port");
+  }
+  return {};
+}
+
+Daemon::~Daemon() = default;
+
+Result<ApiResponse> Daemon::Api(std::string_view method, std::string_view path,
+                                std::string_view body) const {
+  ApiClient client(control_, Millis(30'000));
+  return client.Call(method, path, body);
+}
+
+CliResult Daemon::Cli(const std::vector<std::string>& args) const {
+  std::string cmd = "CUTOVER_CONTROL='" + control_ + "' '" + CutoverBinary() + "'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " 2>&1";
+  CliResult r;
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), n);
+  int status = ::pclose(f);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+Status Daemon::Switch(const std::string& service, const std::string& color, bool force) const {
+  std::string body = fmt::format(R"({{"to":"{}"{}}})", color, force ? R"(,"force":true)" : "");
+  auto r = Api("POST", "/v1/services/" + service + "/switch", body);
+  if (!r) return std::unexpected(r.error());
+  if (r->status != 200) {
+    return MakeError(ErrorCode::kConflict, fmt::format("switch: {} {}", r->status, r->body));
+  }
+  return {};
+}
+
+bool Daemon::WaitHealth(const std::string& service, const std::string& color, bool want,
+                        int timeout_ms) const {
+  return WaitUntil(
+      [&] {
+        auto r = Api("GET", "/v1/services/" + service);
+        if (!r || r->status != 200) return false;
+        auto j = nlohmann::json::parse(r->body, nullptr, false);
+        if (j.is_discarded()) return false;
+        const auto& targets = j["colors"][color]["targets"];
+        if (!targets.is_array() || targets.empty()) return false;
+        for (const auto& t : targets) {
+          if (t["healthy"].get<bool>() != want) return false;
+        }
+        return true;
+      },
+      DeadlineIn(std::chrono::milliseconds(timeout_ms)), std::chrono::milliseconds(50));
+}
+
+Status Daemon::KillAndRestart() {
+  process_->Kill();
+  return Launch();
+}
+
+std::optional<int> Daemon::Stop(int timeout_ms) {
+  if (!process_->Running()) return std::nullopt;
+  (void)process_->Signal(SIGTERM);
+  auto st = process_->Wait(DeadlineIn(std::chrono::milliseconds(timeout_ms)));
+  if (!st || !st->code) return std::nullopt;
+  return *st->code;
+}
+
+}  // namespace cutover::test

@@ -1,0 +1,93 @@
+// Integration-test harness: starts real cutover daemons and real backends
+// (cutover-testapp) on 127.0.0.1 in a temporary folder, and talks to them the
+// way a user does (HTTP, the control API, the CLI). One owner thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/client.h"
+#include "common/error.h"
+#include "support/child_process.h"
+#include "support/temp_dir.h"
+
+namespace cutover::test {
+
+// A cutover-testapp process answering with its name.
+class Backend {
+ public:
+  // Starts `cutover-testapp --name NAME --port 0` plus `extra_args` and waits
+  // until it listens.
+  static Result<std::unique_ptr<Backend>> Start(const TempDir& dir, const std::string& name,
+                                                std::vector<std::string> extra_args = {});
+  uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  ChildProcess& process() { return process_; }
+  // Requests the app received (health checks excluded), from its /__stats.
+  Result<uint64_t> RequestsSeen() const;
+
+ private:
+  Backend(ChildProcess p, uint16_t port) : process_(std::move(p)), port_(port) {}
+  ChildProcess process_;
+  uint16_t port_;
+};
+
+// Output of one CLI run.
+struct CliResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+// A `cutover serve` process with its config, control socket and store in `dir`.
+class Daemon {
+ public:
+  // Writes `config_yaml` to DIR/cutover.yaml (the text may use "{port}", which
+  // is replaced by a free port for the listener) and starts the daemon with
+  // `--workers workers`; waits until the control API answers.
+  static Result<std::unique_ptr<Daemon>> Start(const TempDir& dir, const std::string& config_yaml,
+                                               int workers = 2);
+  ~Daemon();
+
+  uint16_t port() const { return port_; }
+  const std::string& control() const { return control_; }
+  const std::string& config_path() const { return config_path_; }
+  ChildProcess& process() { return *process_; }
+
+  // One call to the control API.
+  Result<ApiResponse> Api(std::string_view method, std::string_view path,
+                          std::string_view body = {}) const;
+  // Runs `cutover ARGS...` with CUTOVER_CONTROL set to this daemon.
+  CliResult Cli(const std::vector<std::string>& args) const;
+  // Switches `service` to `color` through the API; fails unless 200.
+  Status Switch(const std::string& service, const std::string& color, bool force = false) const;
+  // Waits until the status of every target of `color` has healthy == want.
+  bool WaitHealth(const std::string& service, const std::string& color, bool want,
+                  int timeout_ms = 10'000) const;
+
+  // kill -9, then start again on the same config, port and store.
+  Status KillAndRestart();
+  // SIGTERM and wait for the exit code.
+  std::optional<int> Stop(int timeout_ms = 15'000);
+
+ private:
+  Daemon() = default;
+  Status Launch();
+
+  const TempDir* dir_ = nullptr;
+  std::string config_path_;
+  std::string control_;
+  std::string log_path_;
+  uint16_t port_ = 0;
+  int workers_ = 2;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+// The path of the cutover binary under test.
+std::string CutoverBinary();
+// The path of the test backend.
+std::string TestappBinary();
+
+}  // namespace cutover::test
