@@ -1,16 +1,16 @@
 #include "cli/serve.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <algorithm>
-#include <thread>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <fmt/format.h>
+#include <thread>
 
+#include "api/client.h"
 #include "api/server.h"
 #include "common/log.h"
 #include "config/config.h"
@@ -37,6 +37,13 @@ int RunServe(const ServeOptions& options) {
   const Config& config = *loaded;
   // A peer closing its end must be an error code, not a signal.
   ::signal(SIGPIPE, SIG_IGN);
+
+  // Another daemon answering on this control socket would share the listen
+  // ports (SO_REUSEPORT): refuse before binding anything.
+  if (ApiClient(config.control, Millis(2000)).Call("GET", "/v1/services")) {
+    LogError("another cutover daemon is listening on {}", config.control);
+    return 1;
+  }
 
   int workers = options.workers > 0 ? options.workers : config.workers;
   if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -69,7 +76,8 @@ int RunServe(const ServeOptions& options) {
   // Learn the targets' health before serving, so that the first request
   // already avoids a target that is down.
   Millis first_round{0};
-  for (const ServiceConfig& s : config.services) first_round = std::max(first_round, s.health.timeout);
+  for (const ServiceConfig& s : config.services)
+    first_round = std::max(first_round, s.health.timeout);
   bool ready = false;
   asio::co_spawn(
       control,
@@ -88,8 +96,8 @@ int RunServe(const ServeOptions& options) {
   }
   std::unique_ptr<MetricsServer> metrics;
   if (config.metrics_listen) {
-    auto m = MetricsServer::Start(control, *config.metrics_listen, config.metrics_token,
-                                  controller);
+    auto m =
+        MetricsServer::Start(control, *config.metrics_listen, config.metrics_token, controller);
     if (!m) {
       LogError("metrics listener: {}", m.error().message);
       return 1;

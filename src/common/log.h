@@ -2,9 +2,9 @@
 // Thread-safe (one write(2) per line).
 #pragma once
 
-#include <string_view>
-
 #include <fmt/format.h>
+
+#include <string_view>
 
 namespace cutover {
 

@@ -40,10 +40,10 @@ struct ServiceConfig {
 };
 
 struct TimeoutsConfig {
-  Millis client_header{10'000};     // first byte to end of the request head
-  Millis client_idle{60'000};       // keep-alive wait for the next request
-  Millis upstream_connect{3'000};   // TCP connect to a target
-  Millis upstream_response{60'000}; // request sent to response head received
+  Millis client_header{10'000};      // first byte to end of the request head
+  Millis client_idle{60'000};        // keep-alive wait for the next request
+  Millis upstream_connect{3'000};    // TCP connect to a target
+  Millis upstream_response{60'000};  // request sent to response head received
 };
 
 struct LimitsConfig {
@@ -58,16 +58,16 @@ struct AccessLogConfig {
 };
 
 struct Config {
-  std::string file;                 // absolute path of the loaded file
-  std::vector<HostPort> listen;     // at least one
-  std::string control;              // absolute path of the control unix socket
-  std::string store;                // absolute path of the SQLite file
+  std::string file;              // absolute path of the loaded file
+  std::vector<HostPort> listen;  // at least one
+  std::string control;           // absolute path of the control unix socket
+  std::string store;             // absolute path of the SQLite file
   std::optional<HostPort> metrics_listen;
-  std::string metrics_token;        // required with metrics_listen
+  std::string metrics_token;  // required with metrics_listen
   AccessLogConfig access_log;
   TimeoutsConfig timeouts;
   LimitsConfig limits;
-  int workers = 0;                  // 0: one per core
+  int workers = 0;                      // 0: one per core
   std::vector<ServiceConfig> services;  // in file order; names unique
 
   const ServiceConfig* FindService(std::string_view name) const;

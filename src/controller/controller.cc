@@ -1,13 +1,13 @@
 #include "controller/controller.h"
 
-#include <algorithm>
+#include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
 
 #include "common/log.h"
 #include "controller/metrics.h"
@@ -86,7 +86,8 @@ struct Controller::State {
 
 Controller::Controller(asio::io_context& control, const Config& config, Store& store,
                        Router& router, HealthChecker& health)
-    : state_(std::make_unique<State>(State{control, config, store, router, health, {}, 0, 0, {}})) {}
+    : state_(std::make_unique<State>(State{control, config, store, router, health, {}, 0, 0, {}})) {
+}
 
 Controller::~Controller() = default;
 
@@ -105,8 +106,8 @@ Status Controller::Start() {
       const std::vector<HostPort>& addrs = c == 0 ? sc.driver.blue : sc.driver.green;
       for (const HostPort& hp : addrs) {
         boost::system::error_code ec;
-        auto results = resolver.resolve(hp.host, std::to_string(hp.port),
-                                        tcp::resolver::numeric_service, ec);
+        auto results =
+            resolver.resolve(hp.host, std::to_string(hp.port), tcp::resolver::numeric_service, ec);
         if (ec || results.empty()) {
           return MakeError(ErrorCode::kInvalidArgument,
                            fmt::format("service '{}': target {}: cannot resolve: {}", sc.name,
@@ -154,13 +155,13 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
   size_t healthy = std::count_if(pool.begin(), pool.end(), [](const TargetPtr& t) {
     return t->healthy.load(std::memory_order_relaxed);
   });
-  std::string detail = fmt::format("{} -> {}{}", ColorName(from), ColorName(to),
-                                   force ? " (forced)" : "");
+  std::string detail =
+      fmt::format("{} -> {}{}", ColorName(from), ColorName(to), force ? " (forced)" : "");
   if (healthy == 0 && !force) {
-    std::string why =
-        pool.empty() ? fmt::format("service '{}': {} has no targets", name, ColorName(to))
-                     : fmt::format("service '{}': {} has no healthy target (0 of {} healthy)",
-                                   name, ColorName(to), pool.size());
+    std::string why = pool.empty()
+                          ? fmt::format("service '{}': {} has no targets", name, ColorName(to))
+                          : fmt::format("service '{}': {} has no healthy target (0 of {} healthy)",
+                                        name, ColorName(to), pool.size());
     Status audited = st.store.AppendAudit({0, 0, name, "switch", actor, detail, why});
     if (!audited) LogWarn("audit: {}", audited.error().message);
     co_return MakeError(ErrorCode::kConflict, why + "; force the switch to make it live anyway");
@@ -181,11 +182,11 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
 
 asio::awaitable<void> Controller::PublishAndWait(std::shared_ptr<const RouteTable> table) {
   State& st = *state_;
-  auto done = std::make_shared<asio::steady_timer>(st.control, asio::steady_timer::time_point::max());
+  auto done =
+      std::make_shared<asio::steady_timer>(st.control, asio::steady_timer::time_point::max());
   asio::io_context& control = st.control;
-  st.router.Publish(std::move(table), [done, &control] {
-    asio::post(control, [done] { done->cancel(); });
-  });
+  st.router.Publish(std::move(table),
+                    [done, &control] { asio::post(control, [done] { done->cancel(); }); });
   co_await done->async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
@@ -198,8 +199,8 @@ std::string Controller::PrometheusMetrics() const {
     for (int c = 0; c < 2; ++c) {
       m.unrouted[c] = s.unrouted[c]->Snapshot();
       for (const TargetPtr& t : s.targets[c]) {
-        m.targets[c].push_back({t->address_text, t->healthy.load(std::memory_order_relaxed),
-                                t->stats.Snapshot()});
+        m.targets[c].push_back(
+            {t->address_text, t->healthy.load(std::memory_order_relaxed), t->stats.Snapshot()});
       }
     }
     services.push_back(std::move(m));

@@ -1,8 +1,8 @@
 #include "controller/metrics.h"
 
-#include <iterator>
-
 #include <fmt/format.h>
+
+#include <iterator>
 
 namespace cutover {
 namespace {
@@ -24,8 +24,7 @@ std::string Escape(std::string_view v) {
   return out;
 }
 
-void Header(std::string& out, std::string_view name, std::string_view type,
-            std::string_view help) {
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
@@ -49,9 +48,9 @@ std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
     for (const ServiceMetrics& s : services) {
       for (int c = 0; c < 2; ++c) {
         for (const TargetMetrics& t : s.targets[c]) {
-          std::string labels = fmt::format("service=\"{}\",color=\"{}\",target=\"{}\"",
-                                           Escape(s.name), ColorName(static_cast<Color>(c)),
-                                           Escape(t.address));
+          std::string labels =
+              fmt::format("service=\"{}\",color=\"{}\",target=\"{}\"", Escape(s.name),
+                          ColorName(static_cast<Color>(c)), Escape(t.address));
           fn(labels, t);
         }
       }

@@ -1,11 +1,10 @@
 #include "router/access_log.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace cutover {
 
@@ -32,11 +31,11 @@ void AppendJsonEscaped(std::string& out, std::string_view s) {
   }
 }
 
-
 void AccessLog::Append(const AccessRecord& r) {
   if (fd_ < 0) return;
   auto now = std::chrono::system_clock::now();
-  int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   int64_t sec = ms / 1000;
   if (sec != cached_second_) {
     cached_second_ = sec;

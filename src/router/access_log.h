@@ -35,7 +35,6 @@ class AccessLog {
   void Flush();
 
  private:
-
   int fd_;
   std::string buffer_;
   int64_t cached_second_ = -1;

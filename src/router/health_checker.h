@@ -8,13 +8,12 @@
 // Control thread only.
 #pragma once
 
-#include <memory>
-#include <string>
-#include <unordered_map>
-
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <string>
+#include <unordered_map>
 
 #include "config/config.h"
 #include "router/route_table.h"

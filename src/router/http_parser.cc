@@ -453,8 +453,8 @@ ParseResult ParseRequestHead(std::string_view data, const ParseLimits& limits, R
 }
 
 ParseResult ParseResponseHead(std::string_view data, const ParseLimits& limits,
-                              std::string_view request_method, ResponseHead& head,
-                              size_t* head_len, ParseError* error) {
+                              std::string_view request_method, ResponseHead& head, size_t* head_len,
+                              ParseError* error) {
   size_t end = FindHeadEnd(data, limits.max_head_bytes);
   if (end == std::string_view::npos) {
     if (data.size() >= limits.max_head_bytes) {
@@ -504,8 +504,8 @@ ParseResult ParseResponseHead(std::string_view data, const ParseLimits& limits,
   if (request_method == "HEAD" || status < 200 || status == 204 || status == 304) {
     head.body = BodyKind::kNone;
   } else if (h.has_te) {
-    head.body = (h.te_chunked_final && !h.te_chunked_twice) ? BodyKind::kChunked
-                                                           : BodyKind::kUntilClose;
+    head.body =
+        (h.te_chunked_final && !h.te_chunked_twice) ? BodyKind::kChunked : BodyKind::kUntilClose;
   } else if (h.has_length) {
     head.body = h.length > 0 ? BodyKind::kLength : BodyKind::kNone;
     head.content_length = h.length;

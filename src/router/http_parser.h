@@ -39,25 +39,25 @@ struct ParseError {
 
 // Connection-level facts derived from the headers.
 struct ConnectionInfo {
-  bool close = false;        // "Connection: close"
-  bool keep_alive = false;   // "Connection: keep-alive"
-  bool upgrade = false;      // "Connection: upgrade"
-  bool has_tokens = false;   // other tokens: headers named in Connection are hop-by-hop
+  bool close = false;       // "Connection: close"
+  bool keep_alive = false;  // "Connection: keep-alive"
+  bool upgrade = false;     // "Connection: upgrade"
+  bool has_tokens = false;  // other tokens: headers named in Connection are hop-by-hop
 };
 
 struct RequestHead {
   std::string_view method;
-  std::string_view target;     // as sent (origin-form, or absolute-form)
-  std::string_view path;       // origin-form path+query (absolute-form rewritten)
-  std::string_view host;       // from absolute-form or the Host header; may carry ":port"
-  int version_minor = 1;       // HTTP/1.0 or HTTP/1.1
+  std::string_view target;  // as sent (origin-form, or absolute-form)
+  std::string_view path;    // origin-form path+query (absolute-form rewritten)
+  std::string_view host;    // from absolute-form or the Host header; may carry ":port"
+  int version_minor = 1;    // HTTP/1.0 or HTTP/1.1
   std::vector<HeaderField>* headers = nullptr;  // borrowed storage, filled in order
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;
   ConnectionInfo connection;
-  bool websocket = false;        // Upgrade: websocket with Connection: upgrade
-  bool expect_continue = false;  // Expect: 100-continue
-  std::string_view request_id;   // X-Request-Id when sane, else empty
+  bool websocket = false;          // Upgrade: websocket with Connection: upgrade
+  bool expect_continue = false;    // Expect: 100-continue
+  std::string_view request_id;     // X-Request-Id when sane, else empty
   std::string_view forwarded_for;  // the last X-Forwarded-For line, may be empty
 
   bool KeepAlive() const {
@@ -86,8 +86,8 @@ ParseResult ParseRequestHead(std::string_view data, const ParseLimits& limits, R
 // Parses a response head. `request_method` decides HEAD semantics;
 // kError means the upstream sent something unusable (answer 502).
 ParseResult ParseResponseHead(std::string_view data, const ParseLimits& limits,
-                              std::string_view request_method, ResponseHead& head,
-                              size_t* head_len, ParseError* error);
+                              std::string_view request_method, ResponseHead& head, size_t* head_len,
+                              ParseError* error);
 
 // True for the headers a proxy must not forward (RFC 9110 §7.6.1), except
 // Transfer-Encoding, which the router keeps because it relays chunked bodies
@@ -105,8 +105,19 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 class ChunkedDecoder {
  public:
   enum class State : uint8_t {
-    kSize, kExtension, kSizeLf, kData, kDataCr, kDataLf,
-    kTrailerStart, kTrailerName, kTrailerLine, kTrailerLf, kFinalLf, kDone, kError
+    kSize,
+    kExtension,
+    kSizeLf,
+    kData,
+    kDataCr,
+    kDataLf,
+    kTrailerStart,
+    kTrailerName,
+    kTrailerLine,
+    kTrailerLf,
+    kFinalLf,
+    kDone,
+    kError
   };
 
   // Consumes from `in`. Returns the bytes consumed (< in.size() only when the

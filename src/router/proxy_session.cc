@@ -2,15 +2,11 @@
 // Reads a request head, routes it by the worker's current table, relays the
 // request to a target and the response back, and repeats while the
 // connection is kept alive. Runs only on its worker's thread.
+#include <fmt/format.h>
 #include <sys/socket.h>
-
-#include <cerrno>
 
 #include <algorithm>
 #include <array>
-#include <chrono>
-#include <cstring>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -19,7 +15,9 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 
 #include "router/http_parser.h"
 #include "router/worker.h"
@@ -230,7 +228,7 @@ class ClientSession final : public SessionBase {
 };
 
 awaitable<ClientSession::HeadResult> ClientSession::ReadRequestHead(size_t* head_len,
-                                                                   ParseError* error) {
+                                                                    ParseError* error) {
   const ParseLimits& limits = worker_.limits();
   size_t scanned = cbeg_;  // bytes before this were searched for the blank line
   for (;;) {
@@ -290,7 +288,8 @@ awaitable<void> ClientSession::Run() {
     HeadResult hr = co_await ReadRequestHead(&head_len, &perr);
     if (hr == HeadResult::kClosed) break;
     if (hr == HeadResult::kError) {
-      if (perr.status != 408) worker_.counters().bad_requests.fetch_add(1, std::memory_order_relaxed);
+      if (perr.status != 408)
+        worker_.counters().bad_requests.fetch_add(1, std::memory_order_relaxed);
       buffers_->request_id.assign(worker_.NewRequestId(generated_id_));
       buffers_->method.clear();
       buffers_->path.clear();
@@ -480,8 +479,7 @@ void ClientSession::Log(const ServiceRoute* route, Color color, const Target* ta
   r.path = buffers_->path;
   r.request_id = buffers_->request_id;
   r.status = status;
-  r.duration_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+  r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
   r.bytes_in = bytes_in;
   r.bytes_out = bytes_out;
   log.Append(r);
@@ -727,14 +725,14 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
     co_return;
   }
   bytes_out += uend;
-  co_await RelayResponse(route, target, resp, uend, resp_head_len, upstream_write_failed,
-                         bytes_in, bytes_out);
+  co_await RelayResponse(route, target, resp, uend, resp_head_len, upstream_write_failed, bytes_in,
+                         bytes_out);
 }
 
 awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* target,
-                                             ResponseHead& resp, size_t uend,
-                                             size_t resp_head_len, bool upstream_write_failed,
-                                             uint64_t bytes_in, uint64_t bytes_out) {
+                                             ResponseHead& resp, size_t uend, size_t resp_head_len,
+                                             bool upstream_write_failed, uint64_t bytes_in,
+                                             uint64_t bytes_out) {
   IoBuffers& b = *buffers_;
   StatsShard* stats = &target->stats.shard(worker_.index());
   const Color color = route.live;
@@ -817,8 +815,8 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
     tunnel_drain_ = route.drain_timeout;
     // Bytes either side sent right after the upgrade go first.
     if (cend_ > cbeg_) {
-      auto [ec, n] = co_await asio::async_write(
-          upstream_.socket, asio::buffer(cbuf_ + cbeg_, cend_ - cbeg_), kTuple);
+      auto [ec, n] = co_await asio::async_write(upstream_.socket,
+                                                asio::buffer(cbuf_ + cbeg_, cend_ - cbeg_), kTuple);
       cbeg_ = cend_;
       if (ec) co_return;
     }

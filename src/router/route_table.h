@@ -6,14 +6,13 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/ip/tcp.hpp>
 
 #include "common/types.h"
 #include "router/stats.h"
@@ -24,8 +23,13 @@ namespace cutover {
 struct Target {
   Target(uint32_t id, std::string service, Color color, HostPort address,
          boost::asio::ip::tcp::endpoint endpoint, size_t workers)
-      : id(id), service(std::move(service)), color(color), address(std::move(address)),
-        address_text(this->address.ToString()), endpoint(endpoint), stats(workers) {}
+      : id(id),
+        service(std::move(service)),
+        color(color),
+        address(std::move(address)),
+        address_text(this->address.ToString()),
+        endpoint(endpoint),
+        stats(workers) {}
 
   const uint32_t id;  // unique within a daemon; indexes per-worker pools
   const std::string service;

@@ -27,8 +27,8 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
       r->access_log_fd_ =
           ::open(options.access_log.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (r->access_log_fd_ < 0) {
-        return MakeError(ErrorCode::kIo, "access log " + options.access_log.path + ": " +
-                                             std::strerror(errno));
+        return MakeError(ErrorCode::kIo,
+                         "access log " + options.access_log.path + ": " + std::strerror(errno));
       }
       break;
   }

@@ -33,10 +33,10 @@ struct RouterOptions {
 
 // Requests the router answered itself, by reason; summed over workers.
 struct RouterCounters {
-  uint64_t bad_requests = 0;    // 400, 431, 501, 505
-  uint64_t unmatched = 0;       // 404: no service claims the Host
-  uint64_t header_timeouts = 0; // 408 / cut off while sending the head
-  uint64_t connections = 0;     // client connections accepted
+  uint64_t bad_requests = 0;     // 400, 431, 501, 505
+  uint64_t unmatched = 0;        // 404: no service claims the Host
+  uint64_t header_timeouts = 0;  // 408 / cut off while sending the head
+  uint64_t connections = 0;      // client connections accepted
   int64_t open_connections = 0;
 };
 

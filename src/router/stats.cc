@@ -31,7 +31,8 @@ StatsSnapshot ShardedStats::Snapshot() const {
   StatsSnapshot s;
   for (size_t w = 0; w < count_; ++w) {
     const StatsShard& sh = shards_[w];
-    for (size_t i = 0; i < 5; ++i) s.responses[i] += sh.responses[i].load(std::memory_order_relaxed);
+    for (size_t i = 0; i < 5; ++i)
+      s.responses[i] += sh.responses[i].load(std::memory_order_relaxed);
     s.proxy_errors += sh.proxy_errors.load(std::memory_order_relaxed);
     s.bytes_in += sh.bytes_in.load(std::memory_order_relaxed);
     s.bytes_out += sh.bytes_out.load(std::memory_order_relaxed);

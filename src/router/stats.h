@@ -15,10 +15,9 @@ namespace cutover {
 // Upper bounds, in microseconds, of the latency histogram's buckets; the last
 // bucket (+Inf) is implicit.
 inline constexpr std::array<uint32_t, 30> kLatencyBucketsUs = {
-    250,     500,     1000,    2000,    3000,    5000,    7500,    10000,
-    15000,   20000,   30000,   50000,   75000,   100000,  150000,  200000,
-    300000,  500000,  750000,  1000000, 1500000, 2000000, 3000000, 5000000,
-    7500000, 10000000, 15000000, 30000000, 60000000, 120000000};
+    250,     500,     1000,    2000,    3000,    5000,     7500,     10000,    15000,    20000,
+    30000,   50000,   75000,   100000,  150000,  200000,   300000,   500000,   750000,   1000000,
+    1500000, 2000000, 3000000, 5000000, 7500000, 10000000, 15000000, 30000000, 60000000, 120000000};
 inline constexpr size_t kLatencyBuckets = kLatencyBucketsUs.size() + 1;
 
 // Index of a response's status class: 0 for 1xx ... 4 for 5xx.
@@ -28,10 +27,10 @@ inline size_t StatusClassIndex(int status) {
 }
 
 struct alignas(64) StatsShard {
-  std::atomic<uint64_t> responses[5] = {};      // by status class
-  std::atomic<uint64_t> proxy_errors = {};      // 502/504 answered by the router
-  std::atomic<uint64_t> bytes_in = {};          // request bytes sent to the target
-  std::atomic<uint64_t> bytes_out = {};         // response bytes received from it
+  std::atomic<uint64_t> responses[5] = {};  // by status class
+  std::atomic<uint64_t> proxy_errors = {};  // 502/504 answered by the router
+  std::atomic<uint64_t> bytes_in = {};      // request bytes sent to the target
+  std::atomic<uint64_t> bytes_out = {};     // response bytes received from it
   std::atomic<int64_t> in_flight = {};
   std::atomic<uint64_t> latency[kLatencyBuckets] = {};
   std::atomic<uint64_t> latency_sum_us = {};
@@ -64,8 +63,8 @@ struct StatsSnapshot {
 // One shard per worker thread.
 class ShardedStats {
  public:
-  explicit ShardedStats(size_t workers) : shards_(std::make_unique<StatsShard[]>(workers)),
-                                          count_(workers) {}
+  explicit ShardedStats(size_t workers)
+      : shards_(std::make_unique<StatsShard[]>(workers)), count_(workers) {}
   StatsShard& shard(size_t worker) { return shards_[worker]; }
   StatsSnapshot Snapshot() const;
 

@@ -5,6 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -13,10 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/error.h"
 #include "router/access_log.h"
@@ -143,8 +142,8 @@ class Worker {
   std::thread thread_;
 
   std::shared_ptr<const RouteTable> table_;
-  std::vector<uint32_t> round_robin_;              // by service index * 2 + color
-  std::vector<std::vector<UpstreamConn>> idle_;    // by target id
+  std::vector<uint32_t> round_robin_;            // by service index * 2 + color
+  std::vector<std::vector<UpstreamConn>> idle_;  // by target id
   std::vector<std::unique_ptr<IoBuffers>> free_buffers_;
   SessionBase* sessions_ = nullptr;
   size_t session_count_ = 0;

@@ -20,10 +20,10 @@ struct AuditEvent {
   int64_t id = 0;            // assigned by the store
   int64_t time_unix_ms = 0;  // wall clock
   std::string service;
-  std::string action;        // "switch", ...
-  std::string actor;         // "cli", "api", "daemon", ...
-  std::string detail;        // human text, e.g. "blue -> green (forced)"
-  std::string outcome;       // "ok" or an error message
+  std::string action;   // "switch", ...
+  std::string actor;    // "cli", "api", "daemon", ...
+  std::string detail;   // human text, e.g. "blue -> green (forced)"
+  std::string outcome;  // "ok" or an error message
 };
 
 class Store {

@@ -1,11 +1,10 @@
 #include "harness.h"
 
+#include <fmt/format.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "support/net.h"
@@ -65,8 +64,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const TempDir& dir, const std::str
 
 Status Daemon::Launch() {
   ChildOptions o;
-  o.argv = {CutoverBinary(), "serve", "--config", config_path_, "--workers",
-            std::to_string(workers_)};
+  o.argv = {CutoverBinary(), "serve",     "--config",
+            config_path_,    "--workers", std::to_string(workers_)};
   o.output_file = log_path_;
   o.unset_env = {"CUTOVER_CONTROL"};
   auto p = ChildProcess::Spawn(o);
