@@ -28,6 +28,8 @@ demo: setup
 
 bench: setup
 	$(MAKE) build
+	bench/peers.sh
+	bench/idle.sh
 	bench/switch.sh
 
 format:

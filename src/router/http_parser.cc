@@ -249,6 +249,13 @@ bool SaneRequestId(std::string_view id) {
 
 }  // namespace
 
+bool HasBareLineFeed(std::string_view data) {
+  for (size_t i = data.find('\n'); i != std::string_view::npos; i = data.find('\n', i + 1)) {
+    if (i == 0 || data[i - 1] != '\r') return true;
+  }
+  return false;
+}
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -299,6 +306,10 @@ ParseResult ParseRequestHead(std::string_view data, const ParseLimits& limits, R
   std::string_view rest = data.substr(skip);
   size_t end = FindHeadEnd(rest, limits.max_head_bytes);
   if (end == std::string_view::npos) {
+    if (HasBareLineFeed(rest)) {
+      *error = {400, "bare LF line ending (lines must end with CRLF)"};
+      return ParseResult::kError;
+    }
     if (rest.size() >= limits.max_head_bytes) {
       *error = {431, "request header section too large"};
       return ParseResult::kError;

@@ -99,6 +99,10 @@ bool NamedInConnection(const std::vector<HeaderField>& headers, std::string_view
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// True when `data` holds a line feed not preceded by a carriage return: such
+// a head is rejected at once rather than waited for.
+bool HasBareLineFeed(std::string_view data);
+
 // Incremental parser of a chunked body. Feed it the bytes as they arrive; it
 // reports how many belong to the body (the rest is the next message) and
 // where the chunk data lies, so a body can be relayed verbatim or decoded.

@@ -145,8 +145,10 @@ class ClientSession final : public SessionBase {
   }
 
   void OnTable(const RouteTable& table) override {
-    if (phase_ == Phase::kTunnel && tunnel_target_ != nullptr && deadline == SteadyTime::max() &&
-        !table.Routes(tunnel_target_)) {
+    if (phase_ != Phase::kTunnel || tunnel_target_ == nullptr) return;
+    if (table.Routes(tunnel_target_)) {
+      deadline = SteadyTime::max();  // its color is live (again): keep it
+    } else if (deadline == SteadyTime::max()) {
       deadline = Clock::now() + tunnel_drain_;
     }
   }
@@ -239,7 +241,7 @@ awaitable<ClientSession::HeadResult> ClientSession::ReadRequestHead(size_t* head
       size_t from = scanned > cbeg_ + 3 ? scanned - 3 : cbeg_;
       std::string_view fresh(cbuf_ + from, cend_ - from);
       bool complete = fresh.find("\r\n\r\n") != std::string_view::npos;
-      if (complete || data.size() >= limits.max_head_bytes) {
+      if (complete || data.size() >= limits.max_head_bytes || HasBareLineFeed(fresh)) {
         req_.headers = &buffers_->request_headers;
         ParseResult r = ParseRequestHead(data, limits, req_, head_len, error);
         if (r == ParseResult::kComplete) co_return HeadResult::kOk;

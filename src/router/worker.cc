@@ -29,7 +29,9 @@ IoBuffers::IoBuffers(size_t cap)
 Worker::Worker(size_t index, const RouterOptions& options, int access_log_fd)
     : index_(index),
       options_(options),
-      ctx_(1),
+      // Sockets and timers of a worker are touched only on its thread, so the
+      // reactor needs no locks; posts from other threads still take one.
+      ctx_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       tick_(ctx_),
       rng_(std::random_device{}()),
       access_log_(access_log_fd) {
