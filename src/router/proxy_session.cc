@@ -217,6 +217,7 @@ class ClientSession final : public SessionBase {
   char* cbuf_ = nullptr;
   char* ubuf_ = nullptr;
   size_t cbeg_ = 0, cend_ = 0;  // unread request bytes in cbuf_
+  char first_bytes_[512];       // where an idle connection's next request starts
   Phase phase_ = Phase::kIdle;
   bool timed_out_ = false;
   bool close_after_ = false;
@@ -278,8 +279,16 @@ awaitable<void> ClientSession::Run() {
       phase_ = Phase::kIdle;
       if (worker_.draining()) break;
       SetDeadline(first_request_ ? opts_.timeouts.client_header : opts_.timeouts.client_idle);
-      auto [ec] = co_await client_.async_wait(tcp::socket::wait_read, kTuple);
-      if (ec || timed_out_) break;
+      // A small read of the session's own starts the next request; the big
+      // buffers are borrowed only once bytes are here. (A readiness wait
+      // would be cheaper still, but can miss bytes that arrived while
+      // nothing was waiting on the socket.)
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(first_bytes_), kTuple);
+      if (ec || n == 0 || timed_out_) break;
+      AcquireBuffers();
+      std::memcpy(cbuf_, first_bytes_, n);
+      cbeg_ = 0;
+      cend_ = n;
     }
     AcquireBuffers();
     first_request_ = false;

@@ -801,6 +801,32 @@ TEST(Messages, PipelinedRequestsAreAnsweredInOrder) {
   }
 }
 
+// The next request arrives while the previous one is still at the target,
+// in a write of its own: it must be answered as soon as its turn comes, not
+// when the connection's idle timeout fires.
+TEST(Messages, RequestSentWhileThePreviousIsInFlightIsAnsweredPromptly) {
+  auto stack = StartWeb("timeouts: {client_idle: 30s}\n");
+  ASSERT_TRUE(stack) << stack.error().message;
+  Stack& s = **stack;
+  auto conn = RawConn::Connect("127.0.0.1", s.port());
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->Send(BuildRequest("GET", "/slow?ms=400", "localhost")));
+  // Wait until the first request is at the target, then send the second.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = s.daemon->Api("GET", "/v1/services/web");
+        return r && r->body.find("\"in_flight\":1") != std::string::npos;
+      },
+      DeadlineIn(seconds(5)), milliseconds(5)));
+  ASSERT_TRUE(conn->Send(BuildRequest("GET", "/status?code=202", "localhost")));
+  auto first = conn->ReadResponse(DeadlineIn(seconds(5)));
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->status, 200);
+  auto second = conn->ReadResponse(DeadlineIn(seconds(5)));
+  ASSERT_TRUE(second) << "the second request was not answered: " << second.error().message;
+  EXPECT_EQ(second->status, 202);
+}
+
 TEST(Messages, PipelinedBodiesAndBodilessAnswersKeepTheConnectionInStep) {
   auto stack = StartWeb();
   ASSERT_TRUE(stack) << stack.error().message;
