@@ -198,9 +198,14 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$work/backend.port" ] && break; sleep 0.05; done
 [ -s "$work/backend.port" ] || die "cutover-testapp did not start"
 
+# A port nothing answers on, below the ephemeral range: a port in that range
+# may be taken, before the listener binds it, by the local end of one of the
+# many client or upstream connections of the run.
 free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 200); do
+  local p low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "${low:-0}" -gt 11024 ] || low=32768
+  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   return 1
@@ -292,7 +297,7 @@ echo "machine:   $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /
 echo "cutover:   $("$CUTOVER" --version 2>&1 | head -n1) (Release build), --workers $WORKERS, $threads threads"
 echo "backend:   cutover-testapp on 127.0.0.1"
 echo "client:    $CONNS connections; each sends GET / once, reads the response, then stays open idle"
-echo "           ($(field ok) got 200-class responses, $(field failed) failed, $(field non200) non-200,"
+echo "           ($(field ok) complete responses, $(field non200) of them not 200; $(field failed) failed;"
 echo "            $(field closed_by_server) closed by cutover while idle; all opened in $(field open_ms) ms)"
 echo '```'
 echo

@@ -126,9 +126,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# A port nothing answers on, below the ephemeral range: a port in that range
+# may be taken, before the listener binds it, by the local end of one of the
+# many client or upstream connections of the run.
 free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 200); do
+  local p low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "${low:-0}" -gt 11024 ] || low=32768
+  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   return 1
@@ -467,7 +472,9 @@ echo '```'
 echo "command:   DURATION=$DURATION ROUNDS=$ROUNDS bench/peers.sh"
 echo "date:      $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine:   $(nproc) cores, ${cpu_model:-unknown CPU}, $mem_total RAM, Linux $(uname -r)"
-echo "cutover:   $("$CUTOVER" --version 2>&1 | head -n1) (Release build, $BUILD_DIR)"
+cxx_flags=$(sed -n 's/^CMAKE_CXX_FLAGS:STRING=//p; s/^CMAKE_CXX_FLAGS_RELEASE:STRING=//p' \
+  "$BUILD_DIR/CMakeCache.txt" 2>/dev/null | tr '\n' ' ' | sed 's/  */ /g; s/^ //; s/ $//')
+echo "cutover:   $("$CUTOVER" --version 2>&1 | head -n1) (Release build, $BUILD_DIR, flags: $cxx_flags)"
 echo "haproxy:   $("$HAPROXY" -v 2>&1 | head -n1)"
 echo "nginx:     $("$NGINX" -v 2>&1 | head -n1 | sed 's/^nginx version: //') (proxy and backend)"
 echo "wrk:       $wrk_version, -t$WRK_THREADS -c{${CONN_COUNTS[*]}} -d${DURATION}s --latency, GET / (13-byte body)"
@@ -479,7 +486,7 @@ echo "CPU:       utime+stime of all the proxy's processes (/proc/PID/stat) over 
 echo "RSS:       VmHWM summed over the proxy's processes after all runs of a worker count"
 echo '```'
 echo
-echo "### Throughput and latency (median of $ROUNDS rounds)"
+echo "### Throughput and latency (median of $ROUNDS round(s))"
 echo
 echo "| workers | conns | backend direct req/s | cutover req/s | HAProxy req/s | nginx req/s | cutover/HAProxy | cutover/nginx | cutover p50 / p99 ms | HAProxy p50 / p99 ms | nginx p50 / p99 ms | p99 cutover/HAProxy | errors c/h/n |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -500,7 +507,7 @@ echo
 echo "Backend direct: wrk against the backend without a proxy (median of $ROUNDS), the ceiling for each connection count."
 echo "Errors: non-2xx responses plus socket errors, summed over the rounds."
 echo
-echo "### Proxy CPU time per request (median of $ROUNDS rounds, µs)"
+echo "### Proxy CPU time per request (median of $ROUNDS round(s), µs)"
 echo
 echo "| workers | conns | cutover | HAProxy | nginx | cutover/HAProxy | cutover/nginx |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
