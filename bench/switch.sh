@@ -60,15 +60,20 @@ for _ in $(seq 100); do "$CUTOVER" status >/dev/null 2>&1 && break; sleep 0.05; 
 
 wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$PORT/" >"$work/wrk.txt" 2>&1 &
 wrk_pid=$!
-sleep 1
+sleep 0.3
 start=$(date +%s%N)
 failed=0
-# Spread the switches over the run, leaving a second at each end.
-interval=$(awk -v d="$DURATION" -v n="$SWITCHES" 'BEGIN { printf "%.4f", (d - 2) / n }')
+# Spread the switches over the run, ending a second before it: switch i
+# is due at start + i * interval, and the loop sleeps only when ahead.
+interval_ns=$(( (DURATION - 1) * 1000000000 / SWITCHES ))
+during=0
 for i in $(seq "$SWITCHES"); do
   to=green; [ $((i % 2)) -eq 0 ] && to=blue
   "$CUTOVER" switch web --to "$to" >/dev/null || failed=$((failed + 1))
-  sleep "$interval"
+  now=$(date +%s%N)
+  kill -0 "$wrk_pid" 2>/dev/null && during=$((during + 1))
+  ahead=$(( start + i * interval_ns - now ))
+  if [ "$ahead" -gt 0 ]; then sleep "$(awk -v n="$ahead" 'BEGIN { printf "%.3f", n / 1e9 }')"; fi
 done
 end=$(date +%s%N)
 wait "$wrk_pid"
@@ -77,7 +82,7 @@ requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
 non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.txt")
 sockerr=$(awk -F'[ ,]+' '/Socket errors/ {print $4+$6+$8+$10}' "$work/wrk.txt")
 rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")
-echo "bench/switch.sh: ${DURATION}s, ${CONNS} connections, ${SWITCHES} switches in $(( (end - start) / 1000000 )) ms"
+echo "bench/switch.sh: ${DURATION}s, ${CONNS} connections, ${SWITCHES} switches in $(( (end - start) / 1000000 )) ms (${during} while wrk ran)"
 printf '%-20s %s\n' "requests:" "${requests:-0}" "requests/s:" "${rps:-0}" \
   "non-2xx:" "${non2xx:-0}" "socket errors:" "${sockerr:-0}" "failed switches:" "$failed"
 cat "$work/wrk.txt" | sed 's/^/  wrk| /'
