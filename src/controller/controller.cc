@@ -168,14 +168,14 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
   }
   // Persist first: a daemon killed right after the answer must come back on
   // the color it announced.
-  if (Status saved = st.store.SetLiveColor(name, to); !saved) {
+  // The audit line goes in the same transaction: publishing cannot fail.
+  if (Status saved = st.store.SetLiveColor(name, to, {0, 0, name, "switch", actor, detail, "ok"});
+      !saved) {
     co_return std::unexpected(saved.error().Wrap(fmt::format("service '{}': switch", name)));
   }
   s->live = to;
   st.table = st.BuildTable();
   co_await PublishAndWait(st.table);
-  Status audited = st.store.AppendAudit({0, 0, name, "switch", actor, detail, "ok"});
-  if (!audited) LogWarn("audit: {}", audited.error().message);
   LogInfo("service '{}': switched {} by {}", name, detail, actor);
   co_return st.View(*s);
 }

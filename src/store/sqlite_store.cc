@@ -406,6 +406,7 @@ class SqliteStore final : public Store {
 
   Result<std::optional<Color>> LiveColor(std::string_view service) override;
   Status SetLiveColor(std::string_view service, Color color) override;
+  Status SetLiveColor(std::string_view service, Color color, const AuditEvent& audit) override;
   Status AppendAudit(const AuditEvent& event) override;
   Result<std::vector<AuditEvent>> RecentAudit(std::string_view service, int limit) override;
 
@@ -553,6 +554,20 @@ Status SqliteStore::SetLiveColor(std::string_view service, Color color) {
   // One statement in autocommit mode: DONE means committed and synced.
   if (int rc = sqlite3_step(use.get()); rc != SQLITE_DONE)
     return std::unexpected(Fail(rc, operation));
+  return {};
+}
+
+Status SqliteStore::SetLiveColor(std::string_view service, Color color, const AuditEvent& audit) {
+  const std::string operation = ForService("store live color", service);
+  auto tx = Transaction::Begin(db_.get());
+  if (!tx) return std::unexpected(ToError(tx.error(), path_, operation));
+  if (Status s = SetLiveColor(service, color); !s) return s;
+  if (Status s = AppendAudit(audit); !s) return s;
+  // The statements above ran inside the transaction; this commit is the
+  // one synced write.
+  if (auto committed = tx->Commit(); !committed) {
+    return std::unexpected(ToError(committed.error(), path_, operation));
+  }
   return {};
 }
 

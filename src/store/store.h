@@ -36,6 +36,11 @@ class Store {
   // Makes `color` the stored live color of `service`, durably.
   [[nodiscard]] virtual Status SetLiveColor(std::string_view service, Color color) = 0;
 
+  // Same, and appends `audit` in the same transaction: one durable write
+  // for both, so that a switch costs one sync, not two.
+  [[nodiscard]] virtual Status SetLiveColor(std::string_view service, Color color,
+                                            const AuditEvent& audit) = 0;
+
   // Appends one audit event (its id and, when 0, its time are assigned).
   [[nodiscard]] virtual Status AppendAudit(const AuditEvent& event) = 0;
 

@@ -159,6 +159,24 @@ TEST_F(StoreTest, SetLiveColorReplacesThePreviousOne) {
   EXPECT_EQ(store->LiveColor("shop").value(), Color::kGreen);
 }
 
+TEST_F(StoreTest, SetLiveColorWithAuditWritesBothTogether) {
+  const std::string path = StorePath();
+  {
+    auto store = OpenOrFail(path);
+    ASSERT_NE(store, nullptr);
+    Status s = store->SetLiveColor("shop", Color::kGreen, Event("shop", "switch", "blue -> green"));
+    ASSERT_TRUE(s.has_value()) << s.error().message;
+  }
+  auto reopened = OpenOrFail(path);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->LiveColor("shop").value(), Color::kGreen);
+  auto audit = reopened->RecentAudit("shop", 10);
+  ASSERT_TRUE(audit.has_value()) << audit.error().message;
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].detail, "blue -> green");
+  EXPECT_EQ((*audit)[0].outcome, "ok");
+}
+
 TEST_F(StoreTest, LiveColorSurvivesReopen) {
   const std::string path = StorePath();
   {
