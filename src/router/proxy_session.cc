@@ -111,6 +111,20 @@ bool PeerClosed(tcp::socket& s) {
   return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
+// Holds the worker's current route table for the lifetime of one request.
+class TablePin {
+ public:
+  explicit TablePin(Worker& worker) : worker_(worker), table_(worker.PinTable()) {}
+  ~TablePin() { worker_.UnpinTable(table_); }
+  TablePin(const TablePin&) = delete;
+  TablePin& operator=(const TablePin&) = delete;
+  const RouteTable* operator->() const { return table_; }
+
+ private:
+  Worker& worker_;
+  const RouteTable* table_;
+};
+
 class ClientSession final : public SessionBase {
  public:
   ClientSession(Worker& worker, tcp::socket socket)
@@ -318,7 +332,7 @@ awaitable<void> ClientSession::Run() {
                                                         : req_.request_id);
 
     // Pin the table for the whole request: a switch affects the next one.
-    std::shared_ptr<const RouteTable> table = worker_.table();
+    TablePin table(worker_);
     const ServiceRoute* route = table->Match(req_.host, req_.path);
     if (route == nullptr) {
       worker_.counters().unmatched.fetch_add(1, std::memory_order_relaxed);
@@ -900,7 +914,7 @@ awaitable<void> ClientSession::Tunnel() {
   phase_ = Phase::kTunnel;
   deadline = SteadyTime::max();
   // A switch that happened while the upgrade was answered still drains it.
-  OnTable(*worker_.table());
+  OnTable(worker_.table());
   IoBuffers& b = *buffers_;
   co_await (Pump(client_, upstream_.socket, cbuf_, b.capacity) ||
             Pump(upstream_.socket, client_, ubuf_, b.capacity));

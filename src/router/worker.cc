@@ -165,11 +165,29 @@ void Worker::Tick() {
 
 void Worker::SetTable(std::shared_ptr<const RouteTable> table) {
   table_ = std::move(table);
+  // Older tables live on only while requests still pin them.
+  std::erase_if(pinned_, [](const PinnedTable& p) { return p.pins == 0; });
+  pinned_.push_back({table_, 0});
   round_robin_.resize(table_->services().size() * 2, 0);
   for (auto& pool : idle_) {
     if (!pool.empty() && !table_->Routes(pool.front().target)) pool.clear();
   }
   for (SessionBase* s = sessions_; s != nullptr; s = s->next) s->OnTable(*table_);
+}
+
+const RouteTable* Worker::PinTable() {
+  ++pinned_.back().pins;
+  return pinned_.back().table.get();
+}
+
+void Worker::UnpinTable(const RouteTable* table) {
+  for (size_t i = pinned_.size(); i-- > 0;) {
+    if (pinned_[i].table.get() != table) continue;
+    if (--pinned_[i].pins == 0 && i + 1 != pinned_.size()) {
+      pinned_.erase(pinned_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    return;
+  }
 }
 
 Target* Worker::PickTarget(const ServiceRoute& route, Color color, const Target* exclude) {

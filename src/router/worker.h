@@ -100,8 +100,15 @@ class Worker {
   size_t index() const { return index_; }
   const RouterOptions& options() const { return options_; }
   const ParseLimits& limits() const { return limits_; }
-  const std::shared_ptr<const RouteTable>& table() const { return table_; }
+  const RouteTable& table() const { return *table_; }
   void SetTable(std::shared_ptr<const RouteTable> table);
+
+  // Pins the current table for one request and returns it; the table stays
+  // alive until the matching UnpinTable, even if a newer one arrives. Plain
+  // counters of this worker: no atomic operation on the per-request path
+  // (copying the shared_ptr would bounce its count between cores).
+  const RouteTable* PinTable();
+  void UnpinTable(const RouteTable* table);
   bool draining() const { return draining_; }
 
   // Round robin over the healthy targets of `route`'s pool for `color`,
@@ -141,7 +148,12 @@ class Worker {
   boost::asio::steady_timer tick_;
   std::thread thread_;
 
+  struct PinnedTable {
+    std::shared_ptr<const RouteTable> table;
+    uint32_t pins = 0;
+  };
   std::shared_ptr<const RouteTable> table_;
+  std::vector<PinnedTable> pinned_;              // back() is table_
   std::vector<uint32_t> round_robin_;            // by service index * 2 + color
   std::vector<std::vector<UpstreamConn>> idle_;  // by target id
   std::vector<std::unique_ptr<IoBuffers>> free_buffers_;

@@ -72,8 +72,8 @@ void FuzzChunked(std::string_view data) {
   std::string bytes_out;
   size_t bytes_used = 0;
   while (bytes_used < data.size() && !bytes.done() && !bytes.failed()) {
-    bytes_used += bytes.Feed(data.substr(bytes_used, 1),
-                             [&](std::string_view d) { bytes_out.append(d); });
+    bytes_used +=
+        bytes.Feed(data.substr(bytes_used, 1), [&](std::string_view d) { bytes_out.append(d); });
   }
   Check(whole.done() == bytes.done() && whole.failed() == bytes.failed());
   if (whole.done()) Check(whole_used == bytes_used && whole_out == bytes_out);
