@@ -50,6 +50,9 @@ Result<TargetView> TargetFromJson(const Json& json, std::string_view where) {
                      std::string(where) + ": 'in_flight' must be an integer");
   }
   target.in_flight = in_flight->get<int64_t>();
+  if (auto error = json.find("health_error"); error != json.end() && error->is_string()) {
+    target.health_error = error->get<std::string>();
+  }
   return target;
 }
 
@@ -60,6 +63,7 @@ Json ToJson(const TargetView& target) {
   json["address"] = target.address;
   json["healthy"] = target.healthy;
   json["in_flight"] = target.in_flight;
+  if (!target.health_error.empty()) json["health_error"] = target.health_error;
   return json;
 }
 

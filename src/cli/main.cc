@@ -144,9 +144,12 @@ void PrintServices(const std::vector<ServiceView>& services) {
       }
       for (const TargetView& target : list) {
         std::vector<std::string> target_row = row;
-        target_row.insert(target_row.end(),
-                          {target.address, target.healthy ? "healthy" : "unhealthy",
-                           std::to_string(target.in_flight)});
+        target_row.insert(target_row.end(), {target.address,
+                                             target.healthy ? std::string("healthy")
+                                             : target.health_error.empty()
+                                                 ? std::string("unhealthy")
+                                                 : "unhealthy (" + target.health_error + ")",
+                                             std::to_string(target.in_flight)});
         targets.push_back(std::move(target_row));
       }
     }
