@@ -5,9 +5,8 @@
 
 namespace cutover {
 
-namespace {
-// "'text'": built by appending, which also avoids GCC 12's false
-// -Wrestrict on `"literal" + std::string&&` at -O3.
+// Built by appending, which also avoids GCC 12's false -Wrestrict on
+// `"literal" + std::string&&` at -O3.
 std::string Quoted(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
@@ -16,7 +15,6 @@ std::string Quoted(std::string_view s) {
   out += '\'';
   return out;
 }
-}  // namespace
 
 std::string_view ColorName(Color c) { return c == Color::kBlue ? "blue" : "green"; }
 

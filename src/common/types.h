@@ -39,6 +39,9 @@ Result<Millis> ParseDuration(std::string_view s);
 // Formats a duration the way ParseDuration reads it ("1500ms" -> "1.5s").
 std::string FormatDuration(Millis d);
 
+// "'text'": how messages quote a value the user wrote.
+std::string Quoted(std::string_view s);
+
 // Parses a byte size such as "16KiB", "1MiB", "4096".
 Result<uint64_t> ParseByteSize(std::string_view s);
 

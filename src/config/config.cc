@@ -65,14 +65,7 @@ struct Field {
   Pos pos;
 };
 
-std::string Quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '\'';
-  out += s;
-  out += '\'';
-  return out;
-}
+std::string Quote(std::string_view s) { return Quoted(s); }
 
 std::string KindName(const YAML::Node& node) {
   switch (node.Type()) {
