@@ -208,20 +208,15 @@ std::optional<double> Metric(const std::vector<MetricSample>& samples, std::stri
 class Control : public ::testing::Test {
  protected:
   void StartAll(std::string_view extra_config = "") {
-    auto dir = TempDir::Create("cutover-control");
-    ASSERT_TRUE(dir) << dir.error().message;
-    dir_.emplace(std::move(*dir));
-    auto blue = Backend::Start(*dir_, "blue");
-    ASSERT_TRUE(blue) << blue.error().message;
-    blue_ = std::move(*blue);
-    auto green = Backend::Start(*dir_, "green");
-    ASSERT_TRUE(green) << green.error().message;
-    green_ = std::move(*green);
-    auto d = Daemon::Start(*dir_, Config(*blue_, *green_, extra_config));
-    ASSERT_TRUE(d) << d.error().message;
-    daemon_ = std::move(*d);
-    ASSERT_TRUE(daemon_->WaitHealth("web", "blue", true)) << daemon_->process().Output();
-    ASSERT_TRUE(daemon_->WaitHealth("web", "green", true)) << daemon_->process().Output();
+    TwoColorStack s;
+    Status started = StartTwoColors(
+        "cutover-control",
+        [&](const Backend& b, const Backend& g) { return Config(b, g, extra_config); }, s);
+    ASSERT_TRUE(started) << started.error().message;
+    dir_ = std::move(s.dir);
+    blue_ = std::move(s.blue);
+    green_ = std::move(s.green);
+    daemon_ = std::move(s.daemon);
   }
 
   // `cutover ARGS...` pointed at this daemon through CUTOVER_CONTROL.

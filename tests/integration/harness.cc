@@ -153,4 +153,28 @@ std::optional<int> Daemon::Stop(int timeout_ms) {
   return *st->code;
 }
 
+Status StartTwoColors(std::string_view prefix,
+                      const std::function<std::string(const Backend&, const Backend&)>& config,
+                      TwoColorStack& out) {
+  auto dir = TempDir::Create(prefix);
+  if (!dir) return std::unexpected(dir.error());
+  out.dir.emplace(std::move(*dir));
+  auto blue = Backend::Start(*out.dir, "blue");
+  if (!blue) return std::unexpected(blue.error());
+  out.blue = std::move(*blue);
+  auto green = Backend::Start(*out.dir, "green");
+  if (!green) return std::unexpected(green.error());
+  out.green = std::move(*green);
+  auto d = Daemon::Start(*out.dir, config(*out.blue, *out.green));
+  if (!d) return std::unexpected(d.error());
+  out.daemon = std::move(*d);
+  for (const char* color : {"blue", "green"}) {
+    if (!out.daemon->WaitHealth("web", color, true)) {
+      return MakeError(ErrorCode::kTimeout, std::string(color) + " never became healthy:\n" +
+                                                out.daemon->process().Output());
+    }
+  }
+  return {};
+}
+
 }  // namespace cutover::test

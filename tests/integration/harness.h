@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,6 +85,22 @@ class Daemon {
   int workers_ = 2;
   std::unique_ptr<ChildProcess> process_;
 };
+
+// Blue and green backends and one daemon in one temporary folder. Declared so
+// that the daemon stops first and the folder goes last.
+struct TwoColorStack {
+  std::optional<TempDir> dir;
+  std::unique_ptr<Backend> blue;
+  std::unique_ptr<Backend> green;
+  std::unique_ptr<Daemon> daemon;
+};
+
+// Starts a blue and a green backend in a new folder named after `prefix`,
+// then a daemon on `config(blue, green)`, and waits until both colors are
+// healthy.
+Status StartTwoColors(std::string_view prefix,
+                      const std::function<std::string(const Backend&, const Backend&)>& config,
+                      TwoColorStack& out);
 
 // The path of the cutover binary under test.
 std::string CutoverBinary();

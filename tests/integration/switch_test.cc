@@ -67,20 +67,15 @@ int64_t InFlight(const Daemon& daemon, const std::string& color) {
 class Switch : public ::testing::Test {
  protected:
   void StartAll(std::string_view drain_timeout = "1s") {
-    auto dir = TempDir::Create("cutover-switch");
-    ASSERT_TRUE(dir) << dir.error().message;
-    dir_.emplace(std::move(*dir));
-    auto blue = Backend::Start(*dir_, "blue");
-    ASSERT_TRUE(blue) << blue.error().message;
-    blue_ = std::move(*blue);
-    auto green = Backend::Start(*dir_, "green");
-    ASSERT_TRUE(green) << green.error().message;
-    green_ = std::move(*green);
-    auto d = Daemon::Start(*dir_, TwoColorConfig(*blue_, *green_, drain_timeout));
-    ASSERT_TRUE(d) << d.error().message;
-    daemon_ = std::move(*d);
-    ASSERT_TRUE(daemon_->WaitHealth("web", "blue", true)) << daemon_->process().Output();
-    ASSERT_TRUE(daemon_->WaitHealth("web", "green", true)) << daemon_->process().Output();
+    TwoColorStack s;
+    Status started = StartTwoColors(
+        "cutover-switch",
+        [&](const Backend& b, const Backend& g) { return TwoColorConfig(b, g, drain_timeout); }, s);
+    ASSERT_TRUE(started) << started.error().message;
+    dir_ = std::move(s.dir);
+    blue_ = std::move(s.blue);
+    green_ = std::move(s.green);
+    daemon_ = std::move(s.daemon);
   }
 
   // One GET / on a fresh connection; the body names the color that answered.
