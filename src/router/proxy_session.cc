@@ -327,7 +327,6 @@ awaitable<void> ClientSession::Run() {
     // Keep what the rest of the exchange needs: the head's bytes get reused.
     buffers_->method.assign(req_.method);
     buffers_->path.assign(req_.path);
-    buffers_->host.assign(req_.host);
     buffers_->request_id.assign(req_.request_id.empty() ? worker_.NewRequestId(generated_id_)
                                                         : req_.request_id);
 

@@ -22,7 +22,6 @@ IoBuffers::IoBuffers(size_t cap)
   head_out.reserve(2048);
   method.reserve(16);
   path.reserve(256);
-  host.reserve(64);
   request_id.reserve(40);
 }
 

@@ -39,7 +39,6 @@ struct IoBuffers {
   // Copies of request facts needed after the request head's bytes are reused.
   std::string method;
   std::string path;
-  std::string host;
   std::string request_id;
   std::vector<HeaderField> request_headers;
   std::vector<HeaderField> response_headers;

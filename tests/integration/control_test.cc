@@ -45,24 +45,6 @@ using std::chrono::seconds;
 
 constexpr std::string_view kMetricsToken = "0123456789abcdef0123456789abcdef";
 
-// `extra` is added at the top level of the file (e.g. "access_log: ./a.log\n").
-std::string Config(const Backend& blue, const Backend& green, std::string_view extra = "") {
-  return "listen: 127.0.0.1:{port}\n" + std::string(extra) +
-         "services:\n"
-         "  web:\n"
-         "    hosts: [localhost]\n"
-         "    driver:\n"
-         "      type: static\n"
-         "      blue: [" +
-         blue.address() +
-         "]\n"
-         "      green: [" +
-         green.address() +
-         "]\n"
-         "    health: {path: /healthz, interval: 200ms, timeout: 150ms}\n"
-         "    drain_timeout: 1s\n";
-}
-
 std::vector<std::string> Lines(std::string_view text) {
   std::vector<std::string> out;
   std::istringstream in{std::string(text)};
@@ -211,7 +193,7 @@ class Control : public ::testing::Test {
     TwoColorStack s;
     Status started = StartTwoColors(
         "cutover-control",
-        [&](const Backend& b, const Backend& g) { return Config(b, g, extra_config); }, s);
+        [&](const Backend& b, const Backend& g) { return TwoColorConfig(b, g, extra_config); }, s);
     ASSERT_TRUE(started) << started.error().message;
     dir_ = std::move(s.dir);
     blue_ = std::move(s.blue);

@@ -153,6 +153,22 @@ std::optional<int> Daemon::Stop(int timeout_ms) {
   return *st->code;
 }
 
+std::string TwoColorConfig(const Backend& blue, const Backend& green, std::string_view top_extra,
+                           std::string_view drain_timeout) {
+  return fmt::format(
+      "listen: 127.0.0.1:{{port}}\n{}"
+      "services:\n"
+      "  web:\n"
+      "    hosts: [localhost]\n"
+      "    driver:\n"
+      "      type: static\n"
+      "      blue: [{}]\n"
+      "      green: [{}]\n"
+      "    health: {{path: /healthz, interval: 200ms, timeout: 150ms}}\n"
+      "    drain_timeout: {}\n",
+      top_extra, blue.address(), green.address(), drain_timeout);
+}
+
 Status StartTwoColors(std::string_view prefix,
                       const std::function<std::string(const Backend&, const Backend&)>& config,
                       TwoColorStack& out) {

@@ -86,6 +86,12 @@ class Daemon {
   std::unique_ptr<ChildProcess> process_;
 };
 
+// A config serving the service "web" on Host: localhost from `blue` and
+// `green`, with fast health checks; `top_extra` is added at the top level
+// (e.g. "access_log: ./a.log\n"). The listen port is "{port}" (see Daemon).
+std::string TwoColorConfig(const Backend& blue, const Backend& green,
+                           std::string_view top_extra = "", std::string_view drain_timeout = "1s");
+
 // Blue and green backends and one daemon in one temporary folder. Declared so
 // that the daemon stops first and the folder goes last.
 struct TwoColorStack {

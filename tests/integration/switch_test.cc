@@ -25,25 +25,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string TwoColorConfig(const Backend& blue, const Backend& green,
-                           std::string_view drain_timeout = "1s") {
-  return "listen: 127.0.0.1:{port}\n"
-         "services:\n"
-         "  web:\n"
-         "    hosts: [localhost]\n"
-         "    driver:\n"
-         "      type: static\n"
-         "      blue: [" +
-         blue.address() +
-         "]\n"
-         "      green: [" +
-         green.address() +
-         "]\n"
-         "    health: {path: /healthz, interval: 200ms, timeout: 150ms}\n"
-         "    drain_timeout: " +
-         std::string(drain_timeout) + "\n";
-}
-
 // The service object of `service` from the control API; null on any failure.
 nlohmann::json ServiceJson(const Daemon& daemon, const std::string& service) {
   auto r = daemon.Api("GET", "/v1/services/" + service);
@@ -70,7 +51,8 @@ class Switch : public ::testing::Test {
     TwoColorStack s;
     Status started = StartTwoColors(
         "cutover-switch",
-        [&](const Backend& b, const Backend& g) { return TwoColorConfig(b, g, drain_timeout); }, s);
+        [&](const Backend& b, const Backend& g) { return TwoColorConfig(b, g, "", drain_timeout); },
+        s);
     ASSERT_TRUE(started) << started.error().message;
     dir_ = std::move(s.dir);
     blue_ = std::move(s.blue);
