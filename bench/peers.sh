@@ -5,13 +5,13 @@
 # alternating rounds; prints median requests/s, p50/p99 latency, proxy CPU
 # time per request and proxy peak RSS as markdown, plus the machine, versions
 # and configs, so the whole output can be pasted into a document.
-# Usage: [DURATION=10] [ROUNDS=3] bench/peers.sh
+# Usage: [DURATION=10] [ROUNDS=5] bench/peers.sh
 # Progress goes to stderr; the report goes to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 WORKER_COUNTS=(1 2)
 CONN_COUNTS=(50 256)
 WRK_THREADS=2

@@ -70,6 +70,9 @@ ServiceView WebService() {
   web.targets[static_cast<int>(Color::kBlue)] = {{"127.0.0.1:9001", true, 0}};
   web.targets[static_cast<int>(Color::kGreen)] = {{"127.0.0.1:9002", true, 3},
                                                   {"127.0.0.1:9003", false, 0}};
+  web.driver = "static";
+  web.slots[static_cast<int>(Color::kBlue)] = {"v7", "running", "", {}};
+  web.slots[static_cast<int>(Color::kGreen)] = {"v6", "running", "kept for rollback", {}};
   return web;
 }
 
@@ -222,10 +225,13 @@ Json ParsedBody(const std::string& body) {
 TEST(ApiJsonTest, ServiceViewHasTheDocumentedShape) {
   EXPECT_EQ(JsonBody(ToJson(WebService())),
             R"({"name":"web","live":"blue","hosts":["web.example.com","localhost"],)"
-            R"("path_prefix":"/","colors":{"blue":{"targets":[{"address":"127.0.0.1:9001",)"
-            R"("healthy":true,"in_flight":0}]},"green":{"targets":[{"address":"127.0.0.1:9002",)"
-            R"("healthy":true,"in_flight":3},{"address":"127.0.0.1:9003","healthy":false,)"
-            R"("in_flight":0}]}}})"
+            R"("path_prefix":"/","released":true,"driver":"static",)"
+            R"("colors":{"blue":{"release":"v7","state":"running",)"
+            R"("targets":[{"address":"127.0.0.1:9001","healthy":true,"in_flight":0}]},)"
+            R"("green":{"release":"v6","state":"running","note":"kept for rollback",)"
+            R"("targets":[{"address":"127.0.0.1:9002","healthy":true,"in_flight":3},)"
+            R"({"address":"127.0.0.1:9003","healthy":false,"in_flight":0}]}},)"
+            R"("deployment":null})"
             "\n");
 }
 
@@ -249,6 +255,9 @@ TEST(ApiJsonTest, ServiceListRoundTrips) {
   EXPECT_FALSE(web.targets[1][1].healthy);
   EXPECT_EQ((*services)[1].live, Color::kGreen);
   EXPECT_EQ((*services)[1].path_prefix, "/api");
+  EXPECT_EQ(web.driver, "static");
+  EXPECT_EQ(web.slots[0].release, "v7");
+  EXPECT_EQ(web.slots[1].note, "kept for rollback");
 }
 
 TEST(ApiJsonTest, ServiceFromJsonNamesTheBadField) {

@@ -42,6 +42,15 @@ bool IsCapture(std::string_view segment) {
   return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
 }
 
+// The writer for a caller without a streaming connection: nothing can be sent.
+class ClosedSseWriter final : public SseWriter {
+ public:
+  boost::asio::awaitable<bool> Send(std::string_view, std::string_view) override {
+    co_return false;
+  }
+  boost::asio::awaitable<bool> KeepAlive() override { co_return false; }
+};
+
 }  // namespace
 
 std::string_view PathParams::Get(std::string_view name) const {
@@ -75,7 +84,17 @@ Result<std::vector<std::string>> SplitPath(std::string_view target) {
 }
 
 void HttpRoutes::Add(http::verb method, std::string_view pattern, RouteHandler handler) {
-  Route route{method, {}, std::move(handler)};
+  AddRoute(method, pattern, std::move(handler), nullptr);
+}
+
+void HttpRoutes::AddStream(http::verb method, std::string_view pattern, StreamHandler handler) {
+  AddRoute(method, pattern, nullptr, std::move(handler));
+}
+
+void HttpRoutes::AddRoute(http::verb method, std::string_view pattern, RouteHandler handler,
+                          StreamHandler stream_handler) {
+  assert((handler == nullptr) != (stream_handler == nullptr));
+  Route route{method, {}, std::move(handler), std::move(stream_handler)};
   auto segments = SplitPath(pattern);
   // Patterns are written in code, not received: a bad one is a bug.
   assert(segments.has_value());
@@ -99,7 +118,8 @@ std::optional<PathParams> HttpRoutes::Match(const Route& route,
   return params;
 }
 
-boost::asio::awaitable<HttpResponse> HttpRoutes::Dispatch(const HttpRequest& request) const {
+boost::asio::awaitable<std::optional<HttpResponse>> HttpRoutes::Dispatch(const HttpRequest& request,
+                                                                         SseWriter& events) const {
   const std::string_view target = request.target();
   auto segments = SplitPath(target);
   if (!segments) co_return ErrorResponse(segments.error());
@@ -109,6 +129,7 @@ boost::asio::awaitable<HttpResponse> HttpRoutes::Dispatch(const HttpRequest& req
     std::optional<PathParams> params = Match(route, *segments);
     if (!params) continue;
     if (route.method == request.method()) {
+      if (route.stream_handler) co_return co_await route.stream_handler(request, *params, events);
       co_return co_await route.handler(request, *params);
     }
     if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end()) {
@@ -130,6 +151,28 @@ boost::asio::awaitable<HttpResponse> HttpRoutes::Dispatch(const HttpRequest& req
                         std::string(path) + " (allowed: " + allow + ")");
   response.set(http::field::allow, allow);
   co_return response;
+}
+
+boost::asio::awaitable<HttpResponse> HttpRoutes::Dispatch(const HttpRequest& request) const {
+  ClosedSseWriter closed;
+  std::optional<HttpResponse> response = co_await Dispatch(request, closed);
+  if (response) co_return std::move(*response);
+  const std::string_view target = request.target();
+  co_return ErrorResponse(500, "internal",
+                          std::string(target.substr(0, target.find_first_of("?#"))) +
+                              " streams server-sent events, which this listener cannot carry");
+}
+
+bool HttpRoutes::IsStream(const HttpRequest& request) const {
+  auto segments = SplitPath(request.target());
+  if (!segments) return false;
+  for (const Route& route : routes_) {
+    // The first route matching both method and path is the one Dispatch runs.
+    if (route.method == request.method() && Match(route, *segments)) {
+      return route.stream_handler != nullptr;
+    }
+  }
+  return false;
 }
 
 HttpResponse JsonResponse(int status, std::string body) {

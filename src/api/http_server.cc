@@ -9,9 +9,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -29,6 +31,7 @@
 #include <string_view>
 #include <system_error>
 #include <utility>
+#include <variant>
 
 #include "common/log.h"
 
@@ -186,14 +189,117 @@ asio::awaitable<void> HandleReadError(Stream& stream, const error_code& ec,
   }
 }
 
+// "event: NAME\ndata: LINE\n...\n\n". The wire format has no escaping: a line
+// break in `data` starts another data line (the client joins them with "\n"),
+// and one in `event` would end the field, so it is dropped.
+std::string FormatSseEvent(std::string_view event, std::string_view data) {
+  std::string out = "event: ";
+  for (char c : event) {
+    if (c != '\n' && c != '\r') out += c;
+  }
+  out += "\ndata: ";
+  for (size_t i = 0; i < data.size(); ++i) {
+    const char c = data[i];
+    if (c == '\r' || c == '\n') {
+      if (c == '\r' && i + 1 < data.size() && data[i + 1] == '\n') ++i;
+      out += "\ndata: ";
+    } else {
+      out += c;
+    }
+  }
+  out += "\n\n";
+  return out;
+}
+
+// The SseWriter of one connection. The response head goes out with the first
+// write, so that a handler can still answer with an error until then.
+template <typename Stream>
+class ConnectionSseWriter final : public SseWriter {
+ public:
+  ConnectionSseWriter(Stream& stream, const Shared& shared, unsigned version)
+      : stream_(stream), shared_(shared), version_(version) {}
+
+  asio::awaitable<bool> Send(std::string_view event, std::string_view data) override {
+    co_return co_await Write(FormatSseEvent(event, data));
+  }
+
+  asio::awaitable<bool> KeepAlive() override { co_return co_await Write(": keep-alive\n\n"); }
+
+  // Ends a stream whose handler returned without sending anything: an empty
+  // stream is still a complete answer.
+  asio::awaitable<void> Finish() {
+    if (!started_) co_await Write({});
+  }
+
+  bool started() const { return started_; }
+
+ private:
+  asio::awaitable<bool> Write(std::string text) {
+    if (gone_ || shared_.stopped) {
+      gone_ = true;
+      co_return false;
+    }
+    if (!started_) {
+      started_ = true;
+      text.insert(0, Head());
+    }
+    // Per write only: between events the stream may rightly sit idle for long.
+    stream_.expires_after(shared_.options.write_timeout);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(text), kAwait);
+    stream_.expires_never();
+    if (ec) gone_ = true;
+    co_return !ec;
+  }
+
+  std::string Head() const {
+    // Written by hand: Beast's serializer insists on a length or chunking,
+    // and this body is ended by closing the connection.
+    return "HTTP/" + std::to_string(version_ / 10) + "." + std::to_string(version_ % 10) +
+           " 200 OK\r\n"
+           "Server: cutover\r\n"
+           "Content-Type: text/event-stream\r\n"
+           "Cache-Control: no-store\r\n"
+           "Connection: close\r\n"
+           "\r\n";
+  }
+
+  Stream& stream_;
+  const Shared& shared_;
+  const unsigned version_;
+  bool started_ = false;
+  bool gone_ = false;
+};
+
+// Completes when the server stops: Stop() sets `stopped` and then cancels
+// `stop_timer`. Checked first, for a stop that came before the wait began.
+asio::awaitable<void> WaitForStop(const Shared& shared, asio::steady_timer& stop_timer) {
+  if (shared.stopped) co_return;
+  co_await stop_timer.async_wait(kAwait);
+}
+
+// Runs a stream route's handler on its own (child) coroutine, so that a stop
+// can cancel whatever it awaits.
+asio::awaitable<std::optional<HttpResponse>> RunStreamHandler(const HttpRoutes& routes,
+                                                              const HttpRequest& request,
+                                                              SseWriter& events) {
+  // After a stop the handler may still await Send(); that must come back as
+  // false, not as Asio's operation_aborted exception.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  co_return co_await routes.Dispatch(request, events);
+}
+
 template <typename Protocol>
 asio::awaitable<void> ServeConnection(std::shared_ptr<Shared> shared,
                                       typename Protocol::socket socket) {
   using Stream = beast::basic_stream<Protocol>;
   if (shared->stopped) co_return;
   Stream stream(std::move(socket));
+  asio::steady_timer stop_timer(stream.get_executor(), asio::steady_timer::time_point::max());
   const uint64_t id = shared->next_connection_id++;
-  shared->connections.emplace(id, [&stream] { stream.close(); });
+  shared->connections.emplace(id, [&stream, &stop_timer] {
+    stop_timer.cancel();
+    stream.close();
+  });
   struct Unregister {
     Shared& shared;
     uint64_t id;
@@ -245,7 +351,25 @@ asio::awaitable<void> ServeConnection(std::shared_ptr<Shared> shared,
     // A handler may wait long (a switch waits for every router worker); the
     // client's own timeout governs that wait.
     stream.expires_never();
-    HttpResponse response = co_await shared->routes.Dispatch(request);
+    HttpResponse response;
+    if (shared->routes.IsStream(request)) {
+      if (shared->stopped) co_return;
+      ConnectionSseWriter<Stream> events(stream, *shared, request.version());
+      using namespace asio::experimental::awaitable_operators;
+      // Unlike a plain handler, a stream has no natural end: a stop ends it.
+      auto outcome = co_await (RunStreamHandler(shared->routes, request, events) ||
+                               WaitForStop(*shared, stop_timer));
+      std::optional<HttpResponse>* answer = std::get_if<0>(&outcome);
+      if (events.started() || answer == nullptr || !answer->has_value()) {
+        co_await events.Finish();
+        error_code ec;
+        stream.socket().shutdown(asio::socket_base::shutdown_send, ec);
+        co_return;
+      }
+      response = std::move(**answer);
+    } else {
+      response = co_await shared->routes.Dispatch(request);
+    }
     const bool keep_alive = request.keep_alive() && !shared->stopped;
     Finish(response, request.version(), keep_alive);
     stream.expires_after(options.write_timeout);

@@ -2,8 +2,9 @@
 // listener, on a unix stream socket or TCP. One coroutine per connection on the
 // io_context passed in (the control thread for the daemon); keep-alive; a
 // request body limit; timeouts on idle, header, body and write. Requests are
-// answered by a HttpRoutes. Create, use and destroy it on that io_context's
-// thread.
+// answered by a HttpRoutes, streaming routes with server-sent events on a
+// connection that is closed when the stream ends. Create, use and destroy it
+// on that io_context's thread.
 #pragma once
 
 #include <sys/types.h>
@@ -31,7 +32,7 @@ struct HttpServerOptions {
   Millis body_timeout{30'000};
   // Waiting on a keep-alive connection for the next request.
   Millis idle_timeout{60'000};
-  // Writing one response.
+  // Writing one response; for a stream, each event or keep-alive.
   Millis write_timeout{30'000};
   // Largest request body; a larger one is answered 413 and the connection closed.
   uint64_t body_limit = 1024 * 1024;
@@ -77,8 +78,9 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Stops accepting, closes every connection (a request being handled finishes
-  // but its response is not sent) and removes the unix socket file if it is
-  // still the one this server created. Idempotent.
+  // but its response is not sent; a stream handler's pending wait is
+  // cancelled and its Send() fails, see StreamHandler) and removes the unix
+  // socket file if it is still the one this server created. Idempotent.
   void Stop();
 
   // The port a TCP server listens on (the chosen one for port 0); 0 for unix.

@@ -79,10 +79,169 @@ Json ToJson(const ServiceView& service) {
     for (const TargetView& target : service.targets[static_cast<int>(color)]) {
       targets.push_back(ToJson(target));
     }
-    colors[std::string(ColorName(color))] = Json{{"targets", std::move(targets)}};
+    const SlotView& slot = service.slots[static_cast<int>(color)];
+    Json c = Json::object();
+    c["release"] = slot.release;
+    c["state"] = slot.state;
+    if (!slot.note.empty()) c["note"] = slot.note;
+    if (!slot.logs.empty()) c["logs"] = slot.logs;
+    c["targets"] = std::move(targets);
+    colors[std::string(ColorName(color))] = std::move(c);
   }
+  json["released"] = service.released;
+  json["driver"] = service.driver;
   json["colors"] = std::move(colors);
+  json["deployment"] = service.deployment ? ToJson(*service.deployment) : Json(nullptr);
   return json;
+}
+
+Json ToJson(const StepRecord& step) {
+  Json json = Json::object();
+  json["name"] = step.name;
+  json["outcome"] = step.outcome;
+  json["started_unix_ms"] = step.started_unix_ms;
+  json["finished_unix_ms"] = step.finished_unix_ms;
+  json["message"] = step.message;
+  return json;
+}
+
+Json ToJson(const DeploymentRecord& d) {
+  Json json = Json::object();
+  json["id"] = d.id;
+  json["service"] = d.service;
+  json["release"] = d.release;
+  json["color"] = std::string(ColorName(d.color));
+  json["actor"] = d.actor;
+  json["started_unix_ms"] = d.started_unix_ms;
+  json["finished_unix_ms"] = d.finished_unix_ms;
+  json["outcome"] = d.outcome;
+  json["message"] = d.message;
+  Json steps = Json::array();
+  for (const StepRecord& step : d.steps) steps.push_back(ToJson(step));
+  json["steps"] = std::move(steps);
+  return json;
+}
+
+Json ToJson(const DeploymentEvent& e) {
+  Json json = Json::object();
+  json["deployment"] = e.deployment_id;
+  json["service"] = e.service;
+  json["release"] = e.release;
+  json["kind"] = e.kind;
+  if (!e.step.empty()) json["step"] = e.step;
+  json["outcome"] = e.outcome;
+  json["elapsed_ms"] = e.elapsed_ms;
+  json["message"] = e.message;
+  json["time_unix_ms"] = e.time_unix_ms;
+  return json;
+}
+
+namespace {
+
+std::string StringField(const Json& json, const char* key) {
+  auto it = json.find(key);
+  return it != json.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t IntField(const Json& json, const char* key) {
+  auto it = json.find(key);
+  return it != json.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
+}  // namespace
+
+Result<DeploymentRecord> DeploymentFromJson(const Json& json) {
+  if (!json.is_object() || !json.contains("id") || !json.contains("steps")) {
+    return MakeError(ErrorCode::kInvalidArgument, "deployment: expected an object with id, steps");
+  }
+  DeploymentRecord d;
+  d.id = IntField(json, "id");
+  d.service = StringField(json, "service");
+  d.release = StringField(json, "release");
+  d.color = ParseColor(StringField(json, "color")).value_or(Color::kBlue);
+  d.actor = StringField(json, "actor");
+  d.started_unix_ms = IntField(json, "started_unix_ms");
+  d.finished_unix_ms = IntField(json, "finished_unix_ms");
+  d.outcome = StringField(json, "outcome");
+  d.message = StringField(json, "message");
+  const Json& steps = json["steps"];
+  if (steps.is_array()) {
+    for (const Json& s : steps) {
+      if (!s.is_object()) continue;
+      d.steps.push_back({StringField(s, "name"), StringField(s, "outcome"),
+                         IntField(s, "started_unix_ms"), IntField(s, "finished_unix_ms"),
+                         StringField(s, "message")});
+    }
+  }
+  return d;
+}
+
+Result<DeploymentEvent> EventFromJson(const Json& json) {
+  if (!json.is_object()) return MakeError(ErrorCode::kInvalidArgument, "event: expected an object");
+  DeploymentEvent e;
+  e.deployment_id = IntField(json, "deployment");
+  e.service = StringField(json, "service");
+  e.release = StringField(json, "release");
+  e.kind = StringField(json, "kind");
+  e.step = StringField(json, "step");
+  e.outcome = StringField(json, "outcome");
+  e.elapsed_ms = IntField(json, "elapsed_ms");
+  e.message = StringField(json, "message");
+  e.time_unix_ms = IntField(json, "time_unix_ms");
+  return e;
+}
+
+Result<DeployRequest> ParseDeployRequest(std::string_view body) {
+  Result<Json> json = ParseJson(body);
+  if (!json) return std::unexpected(json.error());
+  if (!json->is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
+  }
+  DeployRequest req;
+  for (auto it = json->begin(); it != json->end(); ++it) {
+    const std::string& key = it.key();
+    const Json& v = it.value();
+    if (key == "release" || key == "command") {
+      if (!v.is_string()) {
+        return MakeError(ErrorCode::kInvalidArgument, "'" + key + "' must be a string");
+      }
+      (key == "release" ? req.release : req.command) = v.get<std::string>();
+    } else if (key == "env") {
+      if (!v.is_object()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "'env' must be an object of variable name to string value");
+      }
+      for (auto e = v.begin(); e != v.end(); ++e) {
+        if (!e.value().is_string()) {
+          return MakeError(ErrorCode::kInvalidArgument, "'env." + e.key() + "' must be a string");
+        }
+        req.env.emplace_back(e.key(), e.value().get<std::string>());
+      }
+    } else if (key == "targets") {
+      if (!v.is_array()) {
+        return MakeError(ErrorCode::kInvalidArgument, "'targets' must be an array of host:port");
+      }
+      for (const Json& t : v) {
+        if (!t.is_string()) {
+          return MakeError(ErrorCode::kInvalidArgument, "'targets' must hold host:port strings");
+        }
+        Result<HostPort> hp = ParseHostPort(t.get<std::string>());
+        if (!hp) return MakeError(ErrorCode::kInvalidArgument, "targets: " + hp.error().message);
+        if (hp->port == 0) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "targets: " + t.get<std::string>() + " has port 0");
+        }
+        req.targets.push_back(*hp);
+      }
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "unknown field '" + key + "' (expected release, command, env, targets)");
+    }
+  }
+  if (req.release.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "'release' is required (e.g. \"v42\")");
+  }
+  return req;
 }
 
 Json ServicesToJson(const std::vector<ServiceView>& services) {
@@ -136,10 +295,29 @@ Result<ServiceView> ServiceFromJson(const Json& json) {
   if (colors == json.end() || !colors->is_object()) {
     return MakeError(ErrorCode::kInvalidArgument, where + ": 'colors' must be an object");
   }
+  if (auto released = json.find("released"); released != json.end() && released->is_boolean()) {
+    service.released = released->get<bool>();
+  }
+  service.driver = StringField(json, "driver");
+  if (auto d = json.find("deployment"); d != json.end() && d->is_object()) {
+    Result<DeploymentRecord> record = DeploymentFromJson(*d);
+    if (record) service.deployment = std::move(*record);
+  }
   for (Color color : kColors) {
     const std::string color_name(ColorName(color));
     auto slot = colors->find(color_name);
     if (slot == colors->end()) continue;  // a color without targets may be left out
+    if (slot->is_object()) {
+      SlotView& view = service.slots[static_cast<int>(color)];
+      view.release = StringField(*slot, "release");
+      view.state = StringField(*slot, "state");
+      view.note = StringField(*slot, "note");
+      if (auto logs = slot->find("logs"); logs != slot->end() && logs->is_array()) {
+        for (const Json& l : *logs) {
+          if (l.is_string()) view.logs.push_back(l.get<std::string>());
+        }
+      }
+    }
     auto targets = slot->is_object() ? slot->find("targets") : slot->end();
     if (!slot->is_object() || targets == slot->end() || !targets->is_array()) {
       return MakeError(ErrorCode::kInvalidArgument,

@@ -25,6 +25,17 @@ Json ToJson(const TargetView& target);
 // {"name","live","hosts","path_prefix","colors":{"blue":{"targets":[...]},"green":{...}}}
 Json ToJson(const ServiceView& service);
 
+// A deployment with its steps, an event, as the API sends them.
+Json ToJson(const StepRecord& step);
+Json ToJson(const DeploymentRecord& deployment);
+Json ToJson(const DeploymentEvent& event);
+Result<DeploymentRecord> DeploymentFromJson(const Json& json);
+Result<DeploymentEvent> EventFromJson(const Json& json);
+
+// Body of POST /v1/services/{name}/deploy:
+// {"release":"v2","command":"...","env":{"K":"V"},"targets":["host:port"]}.
+Result<DeployRequest> ParseDeployRequest(std::string_view body);
+
 // {"services":[<service>...]}
 Json ServicesToJson(const std::vector<ServiceView>& services);
 

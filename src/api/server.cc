@@ -3,13 +3,16 @@
 #include <utility>
 
 #include "api/control_routes.h"
+#include "api/deployment_routes.h"
 
 namespace cutover {
 
 Result<std::unique_ptr<ApiServer>> ApiServer::Start(boost::asio::io_context& ctx,
                                                     const std::string& socket_path,
                                                     Controller& controller) {
-  auto http = HttpServer::ServeUnix(ctx, socket_path, ControlRoutes(controller), {});
+  HttpRoutes routes = ControlRoutes(controller);
+  AddDeploymentRoutes(routes, controller);
+  auto http = HttpServer::ServeUnix(ctx, socket_path, std::move(routes), {});
   if (!http) return std::unexpected(std::move(http.error()));
   return std::unique_ptr<ApiServer>(new ApiServer(std::move(*http)));
 }

@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <expected>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -157,6 +159,34 @@ void PrintServices(const std::vector<ServiceView>& services) {
   PrintTable(overview);
   fmt::print("\n");
   PrintTable(targets);
+  std::vector<std::vector<std::string>> slots = {
+      {"SERVICE", "COLOR", "ROLE", "RELEASE", "STATE", "NOTE"}};
+  bool any_release = false;
+  for (const ServiceView& service : services) {
+    for (Color color : {Color::kBlue, Color::kGreen}) {
+      const SlotView& slot = service.slots[static_cast<int>(color)];
+      any_release = any_release || !slot.release.empty();
+      std::string role =
+          color == service.live ? (service.released ? "live" : "live (no release)") : "idle";
+      slots.push_back({service.name, std::string(ColorName(color)), role,
+                       slot.release.empty() ? "-" : slot.release,
+                       slot.state.empty() ? "-" : slot.state, slot.note});
+    }
+  }
+  if (any_release) {
+    fmt::print("\n");
+    PrintTable(slots);
+  }
+  for (const ServiceView& service : services) {
+    if (!service.deployment) continue;
+    const DeploymentRecord& d = *service.deployment;
+    fmt::print("\n{}: deployment {} of {} to {} by {}\n", service.name, d.id, d.release,
+               ColorName(d.color), d.actor);
+    for (const StepRecord& step : d.steps) {
+      fmt::print("  {:<8} {:<9} {}\n", step.name, step.outcome,
+                 step.message.substr(0, step.message.find('\n')));
+    }
+  }
 }
 
 int RunStatus(const ClientOptions& options, const std::string& service, bool json) {
@@ -205,6 +235,243 @@ int RunSwitch(const ClientOptions& options, const std::string& service, const st
   return kExitOk;
 }
 
+std::string FormatElapsed(int64_t ms) {
+  if (ms < 1000) return fmt::format("{}ms", ms);
+  if (ms < 60'000) return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
+  return fmt::format("{}m{:02}s", ms / 60'000, (ms / 1000) % 60);
+}
+
+// Prints one event of a deployment as a progress line (or its JSON).
+void PrintEvent(const SseEvent& raw, bool json) {
+  if (json) {
+    fmt::print("{}\n", raw.data);
+    std::fflush(stdout);
+    return;
+  }
+  auto parsed = ParseJson(raw.data);
+  if (!parsed) return;
+  auto e = EventFromJson(*parsed);
+  if (!e) return;
+  std::string message = e->message;
+  // Multi-line messages (log tails, command output) are indented under the step.
+  for (size_t at = message.find('\n'); at != std::string::npos; at = message.find('\n', at + 1)) {
+    message.replace(at, 1, "\n             ");
+  }
+  if (e->kind == "finished") {
+    fmt::print("{} {} {}: {}\n", e->outcome == "succeeded" ? "==" : "!!", e->release, e->outcome,
+               message);
+  } else if (e->kind == "step") {
+    std::string mark = e->outcome == "ok"        ? "ok"
+                       : e->outcome == "running" ? ".."
+                       : e->outcome == "waiting" ? "??"
+                       : e->outcome == "skipped" ? "--"
+                                                 : "!!";
+    fmt::print("[{:>2}] {:<8} {:>7}  {}\n", mark, e->step,
+               e->outcome == "running" ? "" : FormatElapsed(e->elapsed_ms), message);
+  } else {
+    fmt::print("[..] {}\n", message);
+  }
+  std::fflush(stdout);
+}
+
+// Follows a deployment's events until it finishes. Exit 0 when it
+// succeeded, 1 when it failed, was aborted or interrupted.
+int FollowDeployment(const ClientOptions& options, const std::string& service, int64_t id,
+                     bool json) {
+  auto socket = ControlSocket(options);
+  if (!socket) return Fail(kExitUsage, socket.error().message);
+  ApiClient client(*socket);
+  client.set_actor("cli");
+  std::string outcome;
+  auto response = client.Stream(
+      "GET", fmt::format("/v1/services/{}/deployments/{}/events", EncodePathSegment(service), id),
+      {},
+      [&](const SseEvent& event) {
+        PrintEvent(event, json);
+        if (event.event == "finished") {
+          if (auto parsed = ParseJson(event.data)) {
+            if (auto e = EventFromJson(*parsed)) outcome = e->outcome;
+          }
+          return false;
+        }
+        return true;
+      },
+      Millis(60'000));
+  if (!response) return Fail(kExitUnreachable, response.error().message);
+  if (!IsSuccess(*response)) return Fail(kExitFailed, ErrorFromResponse(*response).message);
+  if (outcome.empty()) return Fail(kExitUnreachable, "the daemon ended the event stream early");
+  return outcome == "succeeded" ? kExitOk : kExitFailed;
+}
+
+struct DeployOptions {
+  std::string service;
+  std::string release;
+  std::string command;
+  std::vector<std::string> env;
+  std::string targets;
+  bool json = false;
+  bool detach = false;
+};
+
+int RunDeploy(const ClientOptions& options, const DeployOptions& d) {
+  Json request = Json::object();
+  request["release"] = d.release;
+  if (!d.command.empty()) request["command"] = d.command;
+  if (!d.env.empty()) {
+    Json env = Json::object();
+    for (const std::string& kv : d.env) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return Fail(kExitUsage, "--env takes NAME=VALUE, got '" + kv + "'");
+      }
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    request["env"] = std::move(env);
+  }
+  if (!d.targets.empty()) {
+    Json targets = Json::array();
+    size_t start = 0;
+    while (start <= d.targets.size()) {
+      size_t comma = d.targets.find(',', start);
+      if (comma == std::string::npos) comma = d.targets.size();
+      std::string item = d.targets.substr(start, comma - start);
+      if (!item.empty()) targets.push_back(item);
+      start = comma + 1;
+    }
+    request["targets"] = std::move(targets);
+  }
+  auto body = CallDaemon(
+      options, "POST", "/v1/services/" + EncodePathSegment(d.service) + "/deploy", request.dump());
+  if (!body) return body.error();
+  auto parsed = ParseJson(*body);
+  if (!parsed) return Fail(kExitFailed, "unexpected answer from the daemon");
+  auto record = DeploymentFromJson(*parsed);
+  if (!record) return Fail(kExitFailed, "unexpected answer from the daemon");
+  if (!d.json) {
+    fmt::print("deployment {} of {} {} to {}\n", record->id, d.service, record->release,
+               ColorName(record->color));
+  }
+  if (d.detach) {
+    if (d.json) fmt::print("{}", *body);
+    return kExitOk;
+  }
+  return FollowDeployment(options, d.service, record->id, d.json);
+}
+
+// promote / abort: one request, one line.
+int RunAction(const ClientOptions& options, const std::string& service, std::string_view action) {
+  auto body = CallDaemon(options, "POST",
+                         "/v1/services/" + EncodePathSegment(service) + "/" + std::string(action));
+  if (!body) return body.error();
+  int64_t id = 0;
+  if (auto parsed = ParseJson(*body)) {
+    if (auto record = DeploymentFromJson(*parsed)) id = record->id;
+  }
+  fmt::print("{}: deployment {} {}\n", service, id,
+             action == "promote" ? "promoted" : "is being aborted");
+  return kExitOk;
+}
+
+int RunRollback(const ClientOptions& options, const std::string& service, bool json) {
+  auto body =
+      CallDaemon(options, "POST", "/v1/services/" + EncodePathSegment(service) + "/rollback");
+  if (!body) return body.error();
+  auto parsed = ParseJson(*body);
+  if (!parsed) return Fail(kExitFailed, "unexpected answer from the daemon");
+  auto record = DeploymentFromJson(*parsed);
+  if (!record) return Fail(kExitFailed, "unexpected answer from the daemon");
+  if (!json) fmt::print("{} ({})\n", record->message, ColorName(record->color));
+  return FollowDeployment(options, service, record->id, json);
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+int RunHistory(const ClientOptions& options, const std::string& service, bool json) {
+  auto body =
+      CallDaemon(options, "GET", "/v1/services/" + EncodePathSegment(service) + "/deployments");
+  if (!body) return body.error();
+  if (json) {
+    fmt::print("{}", *body);
+    return kExitOk;
+  }
+  auto parsed = ParseJson(*body);
+  if (!parsed || !parsed->contains("deployments")) {
+    return Fail(kExitFailed, "unexpected answer from the daemon");
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "RELEASE", "COLOR", "OUTCOME", "STARTED (UTC)", "DURATION", "BY", "MESSAGE"}};
+  for (const Json& item : (*parsed)["deployments"]) {
+    auto d = DeploymentFromJson(item);
+    if (!d) continue;
+    std::string message = d->message.substr(0, d->message.find('\n'));
+    rows.push_back(
+        {std::to_string(d->id), d->release, std::string(ColorName(d->color)), d->outcome,
+         FormatTime(d->started_unix_ms),
+         d->finished_unix_ms == 0 ? "-" : FormatElapsed(d->finished_unix_ms - d->started_unix_ms),
+         d->actor, message});
+  }
+  if (rows.size() == 1) {
+    fmt::print("{}: no deployments yet\n", service);
+    return kExitOk;
+  }
+  PrintTable(rows);
+  return kExitOk;
+}
+
+// Prints the instances' log files of a color (the live one by default);
+// with `follow`, keeps printing what is appended until interrupted.
+int RunLogs(const ClientOptions& options, const std::string& service, const std::string& color_name,
+            bool follow) {
+  auto body = CallDaemon(options, "GET", "/v1/services/" + EncodePathSegment(service));
+  if (!body) return body.error();
+  auto parsed = ParseJson(*body);
+  if (!parsed) return Fail(kExitFailed, "unexpected answer from the daemon");
+  auto view = ServiceFromJson(*parsed);
+  if (!view) return Fail(kExitFailed, "unexpected answer from the daemon");
+  Color color = view->live;
+  if (!color_name.empty()) {
+    std::optional<Color> c = ParseColor(color_name);
+    if (!c) return Fail(kExitUsage, "--color must be blue or green, got '" + color_name + "'");
+    color = *c;
+  }
+  const SlotView& slot = view->slots[static_cast<int>(color)];
+  if (slot.logs.empty()) {
+    return Fail(kExitFailed, fmt::format("{}: nothing runs on {} with logs cutover keeps "
+                                         "(only the process driver's instances have them)",
+                                         service, ColorName(color)));
+  }
+  std::vector<std::FILE*> files;
+  for (const std::string& path : slot.logs) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return Fail(kExitFailed, "cannot read " + path);
+    files.push_back(f);
+  }
+  char buf[8192];
+  for (;;) {
+    bool any = false;
+    for (size_t i = 0; i < files.size(); ++i) {
+      size_t n = 0;
+      while ((n = std::fread(buf, 1, sizeof(buf), files[i])) > 0) {
+        std::fwrite(buf, 1, n, stdout);
+        any = true;
+      }
+      std::clearerr(files[i]);
+    }
+    std::fflush(stdout);
+    if (!follow) break;
+    if (!any) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (std::FILE* f : files) std::fclose(f);
+  return kExitOk;
+}
+
 int RunValidate(const std::string& path) {
   auto config = LoadConfig(path);
   if (!config) {
@@ -228,6 +495,9 @@ int Main(int argc, char** argv) {
   serve.add_option("--config", serve_options.config_path, "Config file")->required();
   serve.add_option("--workers", serve_options.workers,
                    "Router worker threads (default: the config's, else one per core)");
+  serve.add_flag("--keep-instances", serve_options.keep_instances,
+                 "Leave the process driver's instances running when the daemon stops (a "
+                 "restarted daemon adopts them)");
 
   std::string validate_path;
   CLI::App& validate = *app.add_subcommand("validate", "Check a config file and exit");
@@ -251,6 +521,51 @@ int Main(int argc, char** argv) {
   flip.add_option("--to", switch_to, "blue or green")->required();
   flip.add_flag("--force", switch_force, "Switch even when that color has no healthy target");
   AddClientOptions(flip, switch_options);
+
+  ClientOptions deploy_options;
+  DeployOptions deploy;
+  CLI::App& deploy_cmd =
+      *app.add_subcommand("deploy", "Deploy a release to the idle color, prove it, switch");
+  deploy_cmd.add_option("service", deploy.service, "Service name")->required();
+  deploy_cmd.add_option("--release", deploy.release, "Release label, e.g. v42")->required();
+  deploy_cmd.add_option("--command", deploy.command,
+                        "Process driver: the command to run instead of the configured one");
+  deploy_cmd.add_option("--env", deploy.env,
+                        "Process driver: NAME=VALUE added to the "
+                        "environment (repeatable)");
+  deploy_cmd.add_option("--targets", deploy.targets,
+                        "Static driver: the release's targets, host:port,...");
+  deploy_cmd.add_flag("--json", deploy.json, "Print one JSON object per event");
+  deploy_cmd.add_flag("--detach", deploy.detach, "Start the deployment and return at once");
+  AddClientOptions(deploy_cmd, deploy_options);
+
+  ClientOptions promote_options, abort_options, rollback_options, history_options, logs_options;
+  std::string promote_service, abort_service, rollback_service, history_service, logs_service;
+  bool rollback_json = false, history_json = false, logs_follow = false;
+  std::string logs_color;
+  CLI::App& promote =
+      *app.add_subcommand("promote", "Let a deployment waiting for approval switch");
+  promote.add_option("service", promote_service, "Service name")->required();
+  AddClientOptions(promote, promote_options);
+  CLI::App& abort_cmd =
+      *app.add_subcommand("abort", "End a deployment before its switch (live untouched)");
+  abort_cmd.add_option("service", abort_service, "Service name")->required();
+  AddClientOptions(abort_cmd, abort_options);
+  CLI::App& rollback = *app.add_subcommand("rollback",
+                                           "Switch back to the previous release (restarting it "
+                                           "first if it was stopped)");
+  rollback.add_option("service", rollback_service, "Service name")->required();
+  rollback.add_flag("--json", rollback_json, "Print one JSON object per event");
+  AddClientOptions(rollback, rollback_options);
+  CLI::App& history = *app.add_subcommand("history", "List a service's deployments");
+  history.add_option("service", history_service, "Service name")->required();
+  history.add_flag("--json", history_json, "Print the API's JSON as is");
+  AddClientOptions(history, history_options);
+  CLI::App& logs = *app.add_subcommand("logs", "Print the logs of a service's instances");
+  logs.add_option("service", logs_service, "Service name")->required();
+  logs.add_option("--color", logs_color, "blue or green (default: the live color)");
+  logs.add_flag("--follow,-f", logs_follow, "Keep printing what is appended");
+  AddClientOptions(logs, logs_options);
 
   CLI::App& version = *app.add_subcommand("version", "Print the version");
 
@@ -289,6 +604,12 @@ int Main(int argc, char** argv) {
   if (validate) return RunValidate(validate_path);
   if (status) return RunStatus(status_options, status_service, status_json);
   if (flip) return RunSwitch(switch_options, switch_service, switch_to, switch_force);
+  if (deploy_cmd) return RunDeploy(deploy_options, deploy);
+  if (promote) return RunAction(promote_options, promote_service, "promote");
+  if (abort_cmd) return RunAction(abort_options, abort_service, "abort");
+  if (rollback) return RunRollback(rollback_options, rollback_service, rollback_json);
+  if (history) return RunHistory(history_options, history_service, history_json);
+  if (logs) return RunLogs(logs_options, logs_service, logs_color, logs_follow);
   if (version) {
     fmt::print("cutover {}\n", CUTOVER_VERSION);
     return kExitOk;

@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <filesystem>
 #include <thread>
 
 #include "api/client.h"
@@ -15,6 +16,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "controller/controller.h"
+#include "driver/process_supervisor.h"
 #include "router/health_checker.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -61,6 +63,10 @@ int RunServe(const ServeOptions& options) {
   ropts.timeouts = config.timeouts;
   ropts.limits = config.limits;
   ropts.access_log = config.access_log;
+  if (config.preview.enabled) {
+    ropts.preview_listen = {config.preview.listen};
+    ropts.preview_token = config.preview.token;
+  }
   auto router = Router::Create(ropts);
   if (!router) {
     LogError("router: {}", router.error().message);
@@ -68,7 +74,9 @@ int RunServe(const ServeOptions& options) {
   }
 
   HealthChecker health(control);
-  Controller controller(control, config, **store, **router, health);
+  ProcessSupervisor processes(control, std::filesystem::path(config.store).parent_path().string(),
+                              config.ports);
+  Controller controller(control, config, **store, **router, health, processes);
   if (Status s = controller.Start(); !s) {
     LogError("{}", s.error().message);
     return 1;
@@ -112,6 +120,10 @@ int RunServe(const ServeOptions& options) {
   }
   LogInfo("cutover serving on {} with {} worker{}; control socket {}", listening, workers,
           workers == 1 ? "" : "s", config.control);
+  for (const HostPort& hp : (*router)->bound_preview_addresses()) {
+    LogInfo("preview (the idle colors) on {}{}", hp.ToString(),
+            config.preview.token.empty() ? "" : ", token required");
+  }
 
   asio::signal_set signals(control, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -122,7 +134,13 @@ int RunServe(const ServeOptions& options) {
     if (metrics) metrics->Stop();
     health.Stop();
     (*router)->Shutdown(kShutdownGrace);
-    control.stop();
+    asio::co_spawn(
+        control,
+        [&]() -> asio::awaitable<void> {
+          co_await controller.Shutdown(options.keep_instances);
+          control.stop();
+        },
+        asio::detached);
   });
   control.run();
   LogInfo("stopped");

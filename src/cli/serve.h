@@ -9,6 +9,9 @@ namespace cutover {
 struct ServeOptions {
   std::string config_path;
   int workers = 0;  // 0: from the config, else one per core
+  // Leave the process driver's instances running when the daemon stops, for
+  // a restart that adopts them (an upgrade of cutover itself).
+  bool keep_instances = false;
 };
 
 // Returns the process exit code: 0 after a clean stop, 1 when the daemon

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <span>
+#include <string>
 #include <utility>
 
 namespace cutover {
@@ -33,14 +35,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view kKnownDriverTypes = "static";
+constexpr std::string_view kKnownDriverTypes = "process, static";
 constexpr int kMaxWorkers = 256;
 constexpr uint64_t kMinHeaderBytes = 1024;
 constexpr uint64_t kMaxHeaderBytes = 1024 * 1024;
 constexpr int64_t kMaxHeaders = 1000;
 constexpr int64_t kMaxThreshold = 100;
-constexpr size_t kMinMetricsTokenLength = 16;
+constexpr int64_t kMaxInstances = 64;
+constexpr size_t kMinTokenLength = 16;
 constexpr size_t kMaxServiceNameLength = 63;
+// What the process driver puts in every instance's environment.
+constexpr std::string_view kDriverEnv[] = {"PORT", "CUTOVER_SERVICE", "CUTOVER_COLOR",
+                                           "CUTOVER_RELEASE"};
 // bind() on a longer path fails with a less helpful error at startup.
 constexpr size_t kMaxUnixSocketPath = sizeof(sockaddr_un{}.sun_path) - 1;
 
@@ -87,6 +93,10 @@ std::string Join(const std::vector<std::string_view>& items) {
     out += item;
   }
   return out;
+}
+
+bool Contains(std::span<const std::string_view> set, std::string_view key) {
+  return std::find(set.begin(), set.end(), key) != set.end();
 }
 
 std::string ToLower(std::string_view s) {
@@ -410,22 +420,27 @@ void ReadAccessLog(Checker& checker, const Field& field, Config& config) {
   }
 }
 
-void ReadMetricsToken(Checker& checker, const Field& field, Config& config) {
+// A bearer token: long enough to resist guessing, and sendable in a header as is.
+std::optional<std::string> ReadToken(Checker& checker, const Field& field) {
   std::optional<std::string> token = checker.String(field, "a string");
-  if (!token) return;
+  if (!token) return std::nullopt;
   // The token is a secret: messages describe it but never repeat it.
-  if (token->size() < kMinMetricsTokenLength) {
-    checker.Report(field, "must be at least " + std::to_string(kMinMetricsTokenLength) +
+  if (token->size() < kMinTokenLength) {
+    checker.Report(field, "must be at least " + std::to_string(kMinTokenLength) +
                               " characters long (it has " + std::to_string(token->size()) + ")");
-    return;
+    return std::nullopt;
   }
   for (char c : *token) {
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) {
       checker.Report(field, "must not contain spaces or control characters");
-      return;
+      return std::nullopt;
     }
   }
-  config.metrics_token = *token;
+  return token;
+}
+
+void ReadMetricsToken(Checker& checker, const Field& field, Config& config) {
+  if (std::optional<std::string> token = ReadToken(checker, field)) config.metrics_token = *token;
 }
 
 void ReadTimeouts(Checker& checker, const Field& field, Config& config) {
@@ -468,15 +483,11 @@ void ReadLimits(Checker& checker, const Field& field, Config& config) {
   }
 }
 
-// Returns false when the value is not a list at all, so that the driver does not also
-// complain that it has no targets.
-bool ReadTargets(Checker& checker, const Field& field, std::vector<HostPort>& out,
-                 const std::vector<HostPort>& other_color, std::string_view other_name,
-                 size_t& entries) {
+void ReadTargets(Checker& checker, const Field& field, std::vector<HostPort>& out,
+                 const std::vector<HostPort>& other_color, std::string_view other_name) {
   std::optional<std::vector<Field>> items =
       checker.Items(field, /*single_allowed=*/true, "a list of host:port");
-  if (!items) return false;
-  entries += items->size();
+  if (!items) return;
   for (const Field& item : *items) {
     std::optional<HostPort> hp = checker.Endpoint(item, /*port_zero_allowed=*/false);
     if (!hp) continue;
@@ -491,7 +502,64 @@ bool ReadTargets(Checker& checker, const Field& field, std::vector<HostPort>& ou
     }
     out.push_back(*hp);
   }
-  return true;
+}
+
+// NAME=value pairs, in file order; names as the shell accepts them.
+void ReadEnv(Checker& checker, const Field& field, EnvList& env) {
+  std::optional<MapReader> map = checker.Map(field, "a map of environment variable to value");
+  if (!map) return;
+  for (const MapReader::Entry& e : map->entries()) {
+    bool valid = !e.key.empty() && !std::isdigit(static_cast<unsigned char>(e.key[0]));
+    for (char c : e.key) {
+      valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    }
+    if (!valid) {
+      checker.Report(e.key_pos, field.path + ": " + Quote(e.key) +
+                                    " is not a valid environment variable name (letters, digits "
+                                    "and '_', not starting with a digit)");
+      continue;
+    }
+    // The driver sets these per instance; a fixed value would send the router to a port the
+    // instance does not listen on, or mislabel it.
+    if (Contains(kDriverEnv, e.key)) {
+      checker.Report(e.key_pos, field.path + ": " + Quote(e.key) +
+                                    " is set by cutover for each instance and cannot be given "
+                                    "here");
+      continue;
+    }
+    if (std::optional<std::string> value = checker.String(e.value, "a string")) {
+      env.emplace_back(e.key, *value);
+    }
+  }
+}
+
+void ReadProcessDriver(Checker& checker, MapReader& map, DriverConfig& driver) {
+  driver.type = DriverType::kProcess;
+  map.AllowOnly({"type", "command", "instances", "workdir", "env", "stop_timeout"});
+  if (std::optional<Field> f = map.Require("command", "e.g. \"./app --port {port}\"")) {
+    if (std::optional<std::string> command = checker.String(*f, "a shell command")) {
+      if (command->find_first_not_of(" \t") == std::string::npos) {
+        checker.Report(*f, "the command is empty");
+      } else {
+        driver.command = *command;
+      }
+    }
+  }
+  if (std::optional<Field> f = map.Get("instances")) {
+    if (std::optional<int64_t> n = checker.Integer(*f, 1, kMaxInstances)) {
+      driver.instances = static_cast<int>(*n);
+    }
+  }
+  driver.workdir = checker.base_dir().string();
+  if (std::optional<Field> f = map.Get("workdir")) {
+    if (std::optional<std::string> dir = checker.Path(*f, "")) driver.workdir = *dir;
+  }
+  if (std::optional<Field> f = map.Get("env")) ReadEnv(checker, *f, driver.env);
+  if (std::optional<Field> f = map.Get("stop_timeout")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
+      driver.stop_timeout = *d;
+    }
+  }
 }
 
 void ReadDriver(Checker& checker, const Field& field, DriverConfig& driver) {
@@ -502,6 +570,10 @@ void ReadDriver(Checker& checker, const Field& field, DriverConfig& driver) {
   if (!type_field) return;
   std::optional<std::string> type = checker.String(*type_field, "a driver type");
   if (!type) return;
+  if (*type == "process") {
+    ReadProcessDriver(checker, *map, driver);
+    return;
+  }
   if (*type != "static") {
     // The other keys belong to a type we do not know, so they are not checked.
     checker.Report(*type_field, "unknown driver type " + Quote(*type) +
@@ -510,23 +582,25 @@ void ReadDriver(Checker& checker, const Field& field, DriverConfig& driver) {
   }
   driver.type = DriverType::kStatic;
   map->AllowOnly({"type", "blue", "green"});
-  size_t entries = 0;
-  bool lists_ok = true;
+  // A color may have no targets here: a deploy can bring them (--targets).
   if (std::optional<Field> f = map->Get("blue")) {
-    lists_ok &= ReadTargets(checker, *f, driver.blue, driver.green, "green", entries);
+    ReadTargets(checker, *f, driver.blue, driver.green, "green");
   }
   if (std::optional<Field> f = map->Get("green")) {
-    lists_ok &= ReadTargets(checker, *f, driver.green, driver.blue, "blue", entries);
-  }
-  if (lists_ok && entries == 0) {
-    checker.Report(field, "the static driver needs at least one target in blue or green");
+    ReadTargets(checker, *f, driver.green, driver.blue, "blue");
   }
 }
 
 void ReadHealth(Checker& checker, const Field& field, HealthConfig& health) {
   std::optional<MapReader> map = checker.Map(field, "a map of health check settings");
   if (!map) return;
-  map->AllowOnly({"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"});
+  map->AllowOnly(
+      {"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "deadline"});
+  if (std::optional<Field> f = map->Get("deadline")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
+      health.deadline = *d;
+    }
+  }
   if (std::optional<Field> f = map->Get("path")) {
     if (std::optional<std::string> path = checker.String(*f, "a URL path")) {
       if (!path->starts_with('/')) {
@@ -614,6 +688,464 @@ std::vector<Field> ReadHosts(Checker& checker, const Field& field, ServiceConfig
   return accepted;
 }
 
+// An HTTP method as a check writes it: upper-case letters.
+bool IsMethod(std::string_view method) {
+  return !method.empty() && std::all_of(method.begin(), method.end(), [](char c) {
+    return std::isupper(static_cast<unsigned char>(c));
+  });
+}
+
+// Nothing that would end or break the request line it is sent on.
+bool HasNoSpaceOrControl(std::string_view text) {
+  return std::none_of(text.begin(), text.end(),
+                      [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
+}
+
+// A header field name: an RFC 9110 token.
+bool IsHeaderName(std::string_view name) {
+  constexpr std::string_view kTokenPunctuation = "!#$%&'*+-.^_`|~";
+  return !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           kTokenPunctuation.find(c) != std::string_view::npos;
+  });
+}
+
+// "db.status", "items.0.sku": no empty segment, which could never match.
+bool IsDottedPath(std::string_view path) {
+  if (path.empty() || path.front() == '.' || path.back() == '.') return false;
+  return path.find("..") == std::string_view::npos;
+}
+
+constexpr std::string_view kRequestLineHint = "(expected \"METHOD /path\", e.g. \"GET /cart\")";
+
+// "METHOD /path", or "/path" alone for a GET.
+void ReadRequestLine(Checker& checker, const Field& field, const std::string& text,
+                     CheckRequest& req) {
+  std::string_view line = text;
+  std::string_view method = "GET";
+  if (size_t space = line.find(' '); space != std::string_view::npos) {
+    method = line.substr(0, space);
+    line.remove_prefix(space + 1);
+    while (line.starts_with(' ')) line.remove_prefix(1);
+  }
+  if (!IsMethod(method)) {
+    checker.Report(field, Quote(text) + ": the method must be upper-case letters " +
+                              std::string(kRequestLineHint));
+    return;
+  }
+  if (!line.starts_with('/') || !HasNoSpaceOrControl(line)) {
+    checker.Report(field, Quote(text) + ": the path must start with '/' and contain no spaces " +
+                              std::string(kRequestLineHint));
+    return;
+  }
+  req.method = std::string(method);
+  req.path = std::string(line);
+}
+
+void ReadHeaders(Checker& checker, const Field& field, EnvList& headers) {
+  std::optional<MapReader> map = checker.Map(field, "a map of header name to value");
+  if (!map) return;
+  for (const MapReader::Entry& e : map->entries()) {
+    if (!IsHeaderName(e.key)) {
+      checker.Report(e.key_pos, field.path + ": " + Quote(e.key) +
+                                    " is not a valid header name (letters, digits and "
+                                    "!#$%&'*+-.^_`|~)");
+      continue;
+    }
+    std::optional<std::string> value = checker.String(e.value, "a header value");
+    if (!value) continue;
+    // A line break would end the header early and smuggle in whatever follows it.
+    if (value->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      checker.Report(e.value, "must not contain line breaks or NUL");
+      continue;
+    }
+    headers.emplace_back(e.key, *value);
+  }
+}
+
+// The request and expectation keys shared by http checks and session steps.
+void ReadRequestKeys(Checker& checker, const MapReader& map, CheckRequest& req) {
+  std::optional<Field> request = map.Get("request");
+  if (request) {
+    if (std::optional<std::string> text = checker.String(*request, "\"METHOD /path\"")) {
+      ReadRequestLine(checker, *request, *text, req);
+    }
+  }
+  if (std::optional<Field> f = map.Get("method")) {
+    if (request) {
+      checker.Report(*f, "cannot be given with request, which already names the method");
+    } else if (std::optional<std::string> m = checker.String(*f, "an HTTP method")) {
+      if (!IsMethod(*m)) {
+        checker.Report(*f, Quote(*m) + " is not an HTTP method (upper-case letters, e.g. POST)");
+      } else {
+        req.method = *m;
+      }
+    }
+  }
+  if (std::optional<Field> f = map.Get("path")) {
+    if (request) {
+      checker.Report(*f, "cannot be given with request, which already names the path");
+    } else if (std::optional<std::string> path = checker.String(*f, "a URL path")) {
+      if (!path->starts_with('/')) {
+        checker.Report(*f, Quote(*path) + " must start with '/'");
+      } else if (!HasNoSpaceOrControl(*path)) {
+        checker.Report(*f, Quote(*path) + " must not contain spaces or control characters");
+      } else {
+        req.path = *path;
+      }
+    }
+  }
+  if (std::optional<Field> f = map.Get("headers")) ReadHeaders(checker, *f, req.headers);
+  if (std::optional<Field> f = map.Get("body")) {
+    if (std::optional<std::string> body = checker.String(*f, "a request body")) req.body = *body;
+  }
+  if (std::optional<Field> f = map.Get("expect_status")) {
+    if (std::optional<int64_t> n = checker.Integer(*f, 100, 599)) {
+      req.expect_status = static_cast<int>(*n);
+    }
+  }
+  if (std::optional<Field> f = map.Get("expect_body")) {
+    if (std::optional<std::string> b = checker.String(*f, "a text the body must contain")) {
+      req.expect_body = *b;
+    }
+  }
+  if (std::optional<Field> f = map.Get("expect_json")) {
+    if (std::optional<MapReader> json = checker.Map(*f, "a map {field: a.b, equals: value}")) {
+      json->AllowOnly({"field", "equals"});
+      std::optional<Field> field = json->Require("field", "a dotted path, e.g. db.status");
+      std::optional<Field> equals = json->Require("equals", "the expected value");
+      if (field && equals) {
+        std::optional<std::string> name = checker.String(*field, "a dotted path");
+        if (name && !IsDottedPath(*name)) {
+          checker.Report(*field, Quote(*name) +
+                                     " is not a dotted path (names or list indexes joined by "
+                                     "'.', e.g. db.status or items.0.sku)");
+          name.reset();
+        }
+        // YAML's null is JSON's null; any other value is compared as the text it dumps to.
+        std::optional<std::string> value =
+            equals->node.IsNull() ? "null" : checker.String(*equals, "a value");
+        if (name && value) {
+          req.expect_json_field = *name;
+          req.expect_json_value = *value;
+        }
+      }
+    }
+  }
+}
+
+constexpr std::string_view kRequestKeys[] = {
+    "request", "method", "path", "headers", "body", "expect_status", "expect_body", "expect_json"};
+constexpr std::string_view kExpectKeys[] = {"expect_status", "expect_body", "expect_json"};
+constexpr std::string_view kAttemptKeys[] = {"timeout", "retries", "retry_interval"};
+constexpr std::string_view kCheckKinds[] = {"http", "command", "session"};
+constexpr int64_t kMaxRetries = 100;
+
+// timeout, retries and retry_interval, from the check's own map or from the map of its kind
+// (`outer` is then the check's map: a setting may be given in one place only).
+void ReadAttemptKeys(Checker& checker, const MapReader& map, CheckConfig& check,
+                     const MapReader* outer = nullptr) {
+  auto get = [&](std::string_view key) -> std::optional<Field> {
+    std::optional<Field> f = map.Get(key);
+    if (!f || !outer) return f;
+    if (std::optional<Field> first = outer->Get(key)) {
+      checker.Report(*f, "also given as " + first->path + "; give it once");
+      return std::nullopt;
+    }
+    return f;
+  };
+  if (std::optional<Field> f = get("timeout")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) check.timeout = *d;
+  }
+  if (std::optional<Field> f = get("retries")) {
+    if (std::optional<int64_t> n = checker.Integer(*f, 0, kMaxRetries)) {
+      check.retries = static_cast<int>(*n);
+    }
+  }
+  if (std::optional<Field> f = get("retry_interval")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
+      check.retry_interval = *d;
+    }
+  }
+}
+
+std::vector<std::string_view> Keys(std::span<const std::string_view> a,
+                                   std::span<const std::string_view> b = {}) {
+  std::vector<std::string_view> out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+std::vector<std::string_view> Keys(std::initializer_list<std::string_view> a,
+                                   std::span<const std::string_view> b = {}) {
+  return Keys(std::span<const std::string_view>(a.begin(), a.size()), b);
+}
+
+// A session's list: "METHOD /path" strings, each optionally followed by a map of
+// expectations for it, or maps that start a request with `request` or `path`.
+void ReadSessionSteps(Checker& checker, const Field& field, std::vector<CheckRequest>& out) {
+  std::optional<std::vector<Field>> items =
+      checker.Items(field, /*single_allowed=*/true, "a list of requests (\"METHOD /path\")");
+  if (!items) return;
+  if (items->empty()) {
+    checker.Report(field, "must list at least one request");
+    return;
+  }
+  for (const Field& item : *items) {
+    if (item.node.IsScalar()) {
+      // Kept even when malformed, so that the expectations after it are not blamed on the
+      // request before it; the file is refused anyway.
+      out.emplace_back();
+      ReadRequestLine(checker, item, item.node.Scalar(), out.back());
+      continue;
+    }
+    std::optional<MapReader> map = checker.Map(item, "\"METHOD /path\" or a map");
+    if (!map) continue;
+    map->AllowOnly(Keys(kRequestKeys));
+    if (map->Get("request") || map->Get("path")) {
+      out.emplace_back();
+      ReadRequestKeys(checker, *map, out.back());
+      continue;
+    }
+    // Without request or path, the map only adds expectations to the request before it: a
+    // method, headers or a body here would silently rewrite that request.
+    bool request_keys = false;
+    for (const MapReader::Entry& e : map->entries()) {
+      if (!Contains(kRequestKeys, e.key) || Contains(kExpectKeys, e.key)) continue;
+      request_keys = true;
+      checker.Report(e.key_pos, item.path + ": " + Quote(e.key) +
+                                    " needs request or path in the same map (a map without "
+                                    "them only adds expectations to the request before it)");
+    }
+    if (request_keys) continue;
+    if (out.empty()) {
+      checker.Report(item,
+                     "expectations must follow the request they apply to, e.g. "
+                     "[GET /cart, expect_body: gadget]");
+      continue;
+    }
+    ReadRequestKeys(checker, *map, out.back());
+  }
+}
+
+// "'a' and 'b'", "'a', 'b' and 'c'".
+std::string QuotedList(const std::vector<std::string_view>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += i + 1 == items.size() ? " and " : ", ";
+    out += Quote(items[i]);
+  }
+  return out;
+}
+
+void ReadCommandCheck(Checker& checker, const MapReader& outer, const Field& body,
+                      CheckConfig& check) {
+  check.kind = CheckConfig::Kind::kCommand;
+  std::optional<std::string> command;
+  Field command_field = body;
+  if (body.node.IsScalar()) {
+    command = body.node.Scalar();
+  } else if (std::optional<MapReader> m = checker.Map(body, "a shell command or {run: COMMAND}")) {
+    m->AllowOnly(Keys({"run"}, kAttemptKeys));
+    ReadAttemptKeys(checker, *m, check, &outer);
+    if (std::optional<Field> f = m->Require("run", "the shell command")) {
+      command_field = *f;
+      command = checker.String(*f, "a shell command");
+    }
+  }
+  if (command && command->find_first_not_of(" \t") == std::string::npos) {
+    checker.Report(command_field, "the command is empty");
+  } else if (command) {
+    check.command = *command;
+  }
+  check.name = "command " + check.command;
+}
+
+void ReadHttpCheck(Checker& checker, const MapReader& outer, const Field& body,
+                   CheckConfig& check) {
+  check.kind = CheckConfig::Kind::kHttp;
+  if (body.node.IsScalar()) {
+    ReadRequestLine(checker, body, body.node.Scalar(), check.http);
+  } else if (std::optional<MapReader> m = checker.Map(body, "\"METHOD /path\" or a map")) {
+    m->AllowOnly(Keys(kRequestKeys, kAttemptKeys));
+    ReadAttemptKeys(checker, *m, check, &outer);
+    ReadRequestKeys(checker, *m, check.http);
+  }
+  check.name = "http " + check.http.method + " " + check.http.path;
+}
+
+void ReadSessionCheck(Checker& checker, const MapReader& outer, const Field& body,
+                      CheckConfig& check) {
+  check.kind = CheckConfig::Kind::kSession;
+  if (std::optional<MapReader> m = checker.Map(body, "a map with on_live and on_idle")) {
+    m->AllowOnly(Keys({"on_live", "on_idle"}, kAttemptKeys));
+    ReadAttemptKeys(checker, *m, check, &outer);
+    if (std::optional<Field> f = m->Require("on_live", "requests that create state")) {
+      ReadSessionSteps(checker, *f, check.on_live);
+    }
+    if (std::optional<Field> f = m->Require("on_idle", "requests that must see that state")) {
+      ReadSessionSteps(checker, *f, check.on_idle);
+    }
+  }
+  check.name = "session";
+}
+
+void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
+  std::optional<MapReader> map =
+      checker.Map(item, "a check: {http: ...}, {command: ...} or {session: ...}");
+  if (!map) return;
+  std::vector<std::string_view> allowed = Keys(kCheckKinds, Keys({"name"}, kAttemptKeys));
+  std::vector<std::string_view> kinds;
+  bool all_known = true;
+  for (const MapReader::Entry& e : map->entries()) {
+    if (Contains(kCheckKinds, e.key)) kinds.push_back(e.key);
+    all_known = all_known && Contains(allowed, e.key);
+  }
+  if (kinds.empty()) {
+    // A misspelt kind is reported as the unknown key it is, and once.
+    map->AllowOnly(allowed);
+    if (all_known) {
+      checker.Report(item, "a check needs one of the keys http, command or session");
+    }
+    return;
+  }
+  if (kinds.size() > 1) {
+    checker.Report(item,
+                   "a check has exactly one of the keys http, command or session (this one "
+                   "has " +
+                       QuotedList(kinds) + ")");
+    return;
+  }
+  map->AllowOnly(Keys({kinds[0], "name"}, kAttemptKeys));
+  ReadAttemptKeys(checker, *map, check);
+  Field body = *map->Get(kinds[0]);
+  if (kinds[0] == "command") {
+    ReadCommandCheck(checker, *map, body, check);
+  } else if (kinds[0] == "http") {
+    ReadHttpCheck(checker, *map, body, check);
+  } else {
+    ReadSessionCheck(checker, *map, body, check);
+  }
+  if (std::optional<Field> f = map->Get("name")) {
+    if (std::optional<std::string> name = checker.String(*f, "a name")) {
+      if (name->find_first_not_of(" \t") == std::string::npos) {
+        checker.Report(*f, "the name is empty");
+      } else {
+        check.name = *name;
+      }
+    }
+  }
+}
+
+void ReadChecks(Checker& checker, const Field& field, std::vector<CheckConfig>& checks) {
+  std::optional<std::vector<Field>> items =
+      checker.Items(field, /*single_allowed=*/false, "a list of checks");
+  if (!items) return;
+  for (const Field& item : *items) {
+    CheckConfig check;
+    ReadCheck(checker, item, check);
+    checks.push_back(std::move(check));
+  }
+}
+
+void ReadPromotion(Checker& checker, const Field& field, PromotionConfig& promotion) {
+  if (field.node.IsScalar()) {
+    std::string text = field.node.Scalar();
+    if (text == "auto") {
+      promotion.mode = PromotionConfig::Mode::kAuto;
+    } else if (text == "manual") {
+      promotion.mode = PromotionConfig::Mode::kManual;
+    } else {
+      checker.Report(field, Quote(text) +
+                                " is not a promotion (expected auto, manual or "
+                                "{auto_after: DURATION})");
+    }
+    return;
+  }
+  std::optional<MapReader> map = checker.Map(field, "auto, manual or {auto_after: DURATION}");
+  if (!map) return;
+  map->AllowOnly({"auto_after"});
+  if (std::optional<Field> f = map->Require("auto_after", "e.g. 5m")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
+      promotion.mode = PromotionConfig::Mode::kAutoAfter;
+      promotion.auto_after = *d;
+    }
+  }
+}
+
+// Returns the `listen` value when one was given, for the check against the main listeners.
+std::optional<Field> ReadPreview(Checker& checker, const Field& field, PreviewConfig& preview) {
+  if (field.node.IsScalar() && field.node.Scalar() == "off") {
+    preview.enabled = false;
+    return std::nullopt;
+  }
+  std::optional<MapReader> map = checker.Map(field, "off or a map {listen, token}");
+  if (!map) return std::nullopt;
+  map->AllowOnly({"listen", "token"});
+  std::optional<Field> listen = map->Get("listen");
+  if (listen) {
+    if (std::optional<HostPort> hp = checker.Endpoint(*listen, /*port_zero_allowed=*/true)) {
+      preview.listen = *hp;
+    }
+  }
+  if (std::optional<Field> f = map->Get("token")) {
+    if (std::optional<std::string> token = ReadToken(checker, *f)) preview.token = *token;
+  }
+  return listen;
+}
+
+// The listeners use SO_REUSEPORT, so a preview bound to a main listen address would not
+// fail: the kernel would quietly hand part of the production traffic to the idle color.
+void CheckPreviewAddress(Checker& checker, const std::optional<Field>& listen_field,
+                         const std::optional<Field>& preview_listen_field, const Config& config) {
+  const PreviewConfig& preview = config.preview;
+  if (!preview.enabled || preview.listen.port == 0) return;
+  if (std::find(config.listen.begin(), config.listen.end(), preview.listen) ==
+      config.listen.end()) {
+    return;
+  }
+  if (preview_listen_field) {
+    // A value that did not parse was reported already, and left the default in place.
+    const YAML::Node& node = preview_listen_field->node;
+    if (!node.IsScalar()) return;
+    Result<HostPort> given = ParseHostPort(node.Scalar());
+    if (!given || *given != preview.listen) return;
+    checker.Report(*preview_listen_field,
+                   Quote(preview_listen_field->node.Scalar()) +
+                       " is also a listen address; the preview needs an address of its own");
+  } else if (listen_field) {
+    checker.Report(*listen_field, Quote(preview.listen.ToString()) +
+                                      " is the preview's default address; set preview.listen "
+                                      "to another address, or preview: off");
+  }
+}
+
+void ReadPorts(Checker& checker, const Field& field, PortRange& ports) {
+  std::optional<std::string> text = checker.String(field, "a port range, e.g. 20000-29999");
+  if (!text) return;
+  size_t dash = text->find('-');
+  unsigned first = 0, last = 0;
+  auto num = [](std::string_view s, unsigned& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size() && out >= 1 && out <= 65535;
+  };
+  if (dash == std::string::npos || !num(std::string_view(*text).substr(0, dash), first) ||
+      !num(std::string_view(*text).substr(dash + 1), last)) {
+    checker.Report(field, Quote(*text) +
+                              " is not a port range (FIRST-LAST, ports 1-65535, e.g. "
+                              "20000-29999)");
+    return;
+  }
+  if (first > last) {
+    checker.Report(field, Quote(*text) +
+                              ": the first port must not be greater than the last "
+                              "(FIRST-LAST, e.g. 20000-29999)");
+    return;
+  }
+  ports.first = static_cast<uint16_t>(first);
+  ports.last = static_cast<uint16_t>(last);
+}
+
 void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& claims,
                  Config& config) {
   ServiceConfig service;
@@ -626,7 +1158,8 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
   }
   std::optional<MapReader> map = checker.Map(entry.value, "a map of service settings");
   if (!map) return;
-  map->AllowOnly({"hosts", "path_prefix", "driver", "health", "drain_timeout"});
+  map->AllowOnly({"hosts", "path_prefix", "driver", "health", "drain_timeout", "checks",
+                  "promotion", "rollback_window"});
 
   std::vector<Field> host_items;
   if (std::optional<Field> f = map->Require("hosts", "\"*\" matches any host")) {
@@ -646,13 +1179,23 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
       service.path_prefix = *prefix;
     }
   }
-  if (std::optional<Field> f = map->Require("driver", "with its type: static")) {
+  if (std::optional<Field> f =
+          map->Require("driver", "with its type: " + std::string(kKnownDriverTypes))) {
     ReadDriver(checker, *f, service.driver);
   }
   if (std::optional<Field> f = map->Get("health")) ReadHealth(checker, *f, service.health);
   if (std::optional<Field> f = map->Get("drain_timeout")) {
     if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
       service.drain_timeout = *d;
+    }
+  }
+  if (std::optional<Field> f = map->Get("checks")) ReadChecks(checker, *f, service.checks);
+  if (std::optional<Field> f = map->Get("promotion")) {
+    ReadPromotion(checker, *f, service.promotion);
+  }
+  if (std::optional<Field> f = map->Get("rollback_window")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
+      service.rollback_window = *d;
     }
   }
 
@@ -689,14 +1232,23 @@ void ReadRoot(Checker& checker, const YAML::Node& root, Config& config) {
     return;
   }
   MapReader map(checker, top);
-  map.AllowOnly({"listen", "control", "store", "metrics_listen", "metrics_token", "access_log",
-                 "workers", "timeouts", "limits", "services"});
+  map.AllowOnly({"listen", "preview", "control", "store", "logs", "ports", "metrics_listen",
+                 "metrics_token", "access_log", "workers", "timeouts", "limits", "services"});
 
-  if (std::optional<Field> f = map.Require("listen", "host:port or a list of host:port")) {
-    ReadListen(checker, *f, config);
-  }
+  std::optional<Field> listen = map.Require("listen", "host:port or a list of host:port");
+  if (listen) ReadListen(checker, *listen, config);
   if (std::optional<Field> f = map.Get("control")) ReadControl(checker, *f, config);
   if (std::optional<Field> f = map.Get("store")) ReadStore(checker, *f, config);
+  config.logs = (fs::path(config.store).parent_path() / "logs").string();
+  if (std::optional<Field> f = map.Get("logs")) {
+    if (std::optional<std::string> dir = checker.Path(*f, "")) config.logs = *dir;
+  }
+  std::optional<Field> preview_listen;
+  if (std::optional<Field> f = map.Get("preview")) {
+    preview_listen = ReadPreview(checker, *f, config.preview);
+  }
+  CheckPreviewAddress(checker, listen, preview_listen, config);
+  if (std::optional<Field> f = map.Get("ports")) ReadPorts(checker, *f, config.ports);
   std::optional<Field> metrics_listen = map.Get("metrics_listen");
   if (metrics_listen) {
     config.metrics_listen = checker.Endpoint(*metrics_listen, /*port_zero_allowed=*/true);
@@ -707,7 +1259,7 @@ void ReadRoot(Checker& checker, const YAML::Node& root, Config& config) {
     checker.Report(*metrics_listen,
                    "requires metrics_token (anything served over TCP needs a bearer token of at "
                    "least " +
-                       std::to_string(kMinMetricsTokenLength) + " characters)");
+                       std::to_string(kMinTokenLength) + " characters)");
   }
   if (std::optional<Field> f = map.Get("access_log")) ReadAccessLog(checker, *f, config);
   if (std::optional<Field> f = map.Get("workers")) {
@@ -729,6 +1281,81 @@ fs::path AbsoluteFile(const std::string& file) {
   return abs.lexically_normal();
 }
 
+// Bytes that stand in for a '?' yaml-cpp cannot read; the first one the text does not contain
+// is used. Any of them is an ordinary character anywhere in a plain scalar.
+constexpr std::string_view kQuestionMarkStandIns = "^~$;()";
+constexpr int kMaxYamlDepth = 64;
+
+// Puts back the '?' replaced by `stand_in`. Only plain scalars ("?" tag) hold stand-ins: a
+// quoted scalar never trips the parser, and may produce the byte from an escape. Depth is
+// bounded because an alias can make the tree a cycle.
+void RestoreQuestionMarks(YAML::Node node, char stand_in, int depth) {
+  if (depth > kMaxYamlDepth) return;
+  if (node.IsScalar()) {
+    if (node.Tag() != "?" || node.Scalar().find(stand_in) == std::string::npos) return;
+    std::string value = node.Scalar();
+    std::replace(value.begin(), value.end(), stand_in, '?');
+    node = value;  // in place: the node keeps its position for messages
+  } else if (node.IsSequence()) {
+    for (YAML::Node child : node) RestoreQuestionMarks(child, stand_in, depth + 1);
+  } else if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      RestoreQuestionMarks(it->first, stand_in, depth + 1);
+      RestoreQuestionMarks(it->second, stand_in, depth + 1);
+    }
+  }
+}
+
+// Parses every YAML document in `text`. yaml-cpp ends a plain scalar at a '?' inside [ ] or
+// { }, where YAML 1.2 keeps it in the value: `{path: /search?q=x}` and
+// `[POST /cart?sku=1]` would be syntax errors. Each '?' it stops at is swapped for a byte of
+// the same width that the text does not contain, and put back once the tree is built, so
+// every position in a message stays true.
+std::expected<std::vector<YAML::Node>, Diagnostic> LoadDocuments(const std::string& text,
+                                                                 const std::string& file) {
+  // yaml-cpp skips a byte order mark and counts positions without it.
+  constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+  std::string source = text.starts_with(kUtf8Bom) ? text.substr(kUtf8Bom.size()) : text;
+  char stand_in = 0;
+  for (char c : kQuestionMarkStandIns) {
+    if (source.find(c) == std::string::npos) {
+      stand_in = c;
+      break;
+    }
+  }
+  bool replaced = false;
+  while (true) {
+    try {
+      std::vector<YAML::Node> documents = YAML::LoadAll(source);
+      if (replaced) {
+        for (YAML::Node& document : documents) RestoreQuestionMarks(document, stand_in, 0);
+      }
+      return documents;
+    } catch (const YAML::Exception& e) {
+      bool at_question_mark = e.msg == YAML::ErrorMsg::UNKNOWN_TOKEN && !e.mark.is_null() &&
+                              e.mark.pos >= 0 && static_cast<size_t>(e.mark.pos) < source.size() &&
+                              source[static_cast<size_t>(e.mark.pos)] == '?';
+      // Terminates: each pass removes one '?' from the source.
+      if (at_question_mark && stand_in != 0) {
+        source[static_cast<size_t>(e.mark.pos)] = stand_in;
+        replaced = true;
+        continue;
+      }
+      Pos pos = PosOf(e.mark);
+      std::string message = e.msg;
+      // A bare * starts a YAML alias, a common slip when writing the catch-all host.
+      if (message.find("alias not found after *") != std::string::npos) {
+        message += " (to match any host, quote it: \"*\")";
+      } else if (at_question_mark) {
+        message += " (inside [ ] or { }, quote a value that contains '?')";
+      }
+      return std::unexpected(Diagnostic{file, pos.line, pos.column, std::move(message)});
+    } catch (const std::exception& e) {
+      return std::unexpected(Diagnostic{file, 0, 0, e.what()});
+    }
+  }
+}
+
 }  // namespace
 
 std::expected<Config, std::vector<Diagnostic>> ParseConfig(const std::string& text,
@@ -740,20 +1367,9 @@ std::expected<Config, std::vector<Diagnostic>> ParseConfig(const std::string& te
   config.control = Resolve(checker.base_dir(), "cutover.sock").string();
   config.store = Resolve(checker.base_dir(), "state/cutover.db").string();
 
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(text);
-  } catch (const YAML::Exception& e) {
-    Pos pos = PosOf(e.mark);
-    std::string message = e.msg;
-    // A bare * starts a YAML alias, a common slip when writing the catch-all host.
-    if (message.find("alias not found after *") != std::string::npos) {
-      message += " (to match any host, quote it: \"*\")";
-    }
-    return std::unexpected(std::vector<Diagnostic>{{file, pos.line, pos.column, message}});
-  } catch (const std::exception& e) {
-    return std::unexpected(std::vector<Diagnostic>{{file, 0, 0, e.what()}});
-  }
+  std::expected<std::vector<YAML::Node>, Diagnostic> loaded = LoadDocuments(text, file);
+  if (!loaded) return std::unexpected(std::vector<Diagnostic>{std::move(loaded.error())});
+  std::vector<YAML::Node>& documents = *loaded;
   if (documents.empty() || documents.front().IsNull()) {
     return std::unexpected(std::vector<Diagnostic>{
         {file, 0, 0, "the file is empty (it needs at least 'listen' and 'services')"}});

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -20,14 +21,56 @@ struct HealthConfig {
   Millis timeout{500};
   int healthy_threshold = 1;    // consecutive passes that make a target healthy
   int unhealthy_threshold = 2;  // consecutive failures that make it unhealthy
+  Millis deadline{60'000};      // a deployment's candidate must be healthy by then
 };
 
-enum class DriverType { kStatic };
+enum class DriverType { kStatic, kProcess };
+
+using EnvList = std::vector<std::pair<std::string, std::string>>;
 
 struct DriverConfig {
   DriverType type = DriverType::kStatic;
-  std::vector<HostPort> blue;   // static targets of the blue color
-  std::vector<HostPort> green;  // static targets of the green color
+  // static: the targets of each color; a deploy may give others.
+  std::vector<HostPort> blue;
+  std::vector<HostPort> green;
+  // process: `command` runs through /bin/sh once per instance, "{port}"
+  // replaced by the instance's port (also in $PORT).
+  std::string command;
+  int instances = 1;
+  std::string workdir;  // absolute; the config file's directory by default
+  EnvList env;
+  Millis stop_timeout{10'000};  // SIGTERM to SIGKILL
+};
+
+// One request of a check. `path` may carry a query.
+struct CheckRequest {
+  std::string method = "GET";
+  std::string path = "/";
+  EnvList headers;
+  std::string body;
+  int expect_status = 0;          // 0: any 2xx or 3xx
+  std::string expect_body;        // substring; empty: not checked
+  std::string expect_json_field;  // dotted path into a JSON body, e.g. "db.status"
+  std::string expect_json_value;  // its expected value, compared as text
+};
+
+struct CheckConfig {
+  enum class Kind { kHttp, kCommand, kSession };
+  Kind kind = Kind::kHttp;
+  std::string name;  // shown in progress and history, e.g. "http GET /"
+  Millis timeout{10'000};
+  int retries = 2;  // attempts after the first failure
+  Millis retry_interval{1'000};
+  CheckRequest http;                  // kHttp
+  std::string command;                // kCommand: run through /bin/sh in the workdir
+  std::vector<CheckRequest> on_live;  // kSession: against the live color first,
+  std::vector<CheckRequest> on_idle;  // then the idle color, one cookie jar
+};
+
+struct PromotionConfig {
+  enum class Mode { kAuto, kManual, kAutoAfter };
+  Mode mode = Mode::kAuto;
+  Millis auto_after{0};  // kAutoAfter
 };
 
 struct ServiceConfig {
@@ -37,6 +80,20 @@ struct ServiceConfig {
   DriverConfig driver;
   HealthConfig health;
   Millis drain_timeout{30'000};
+  std::vector<CheckConfig> checks;  // in file order
+  PromotionConfig promotion;
+  Millis rollback_window{15 * 60'000};
+};
+
+struct PreviewConfig {
+  bool enabled = true;
+  HostPort listen{"127.0.0.1", 8081};
+  std::string token;  // when set, required in X-Cutover-Preview-Token
+};
+
+struct PortRange {
+  uint16_t first = 20000;
+  uint16_t last = 29999;
 };
 
 struct TimeoutsConfig {
@@ -62,6 +119,9 @@ struct Config {
   std::vector<HostPort> listen;  // at least one
   std::string control;           // absolute path of the control unix socket
   std::string store;             // absolute path of the SQLite file
+  std::string logs;              // absolute directory of the instances' log files
+  PreviewConfig preview;
+  PortRange ports;  // where the process driver's instances listen
   std::optional<HostPort> metrics_listen;
   std::string metrics_token;  // required with metrics_listen
   AccessLogConfig access_log;

@@ -131,6 +131,97 @@ TEST(LoadConfigTest, ExampleLoadsExactlyAsWritten) {
   EXPECT_EQ(c.FindService("shop"), nullptr);
 }
 
+// The deployment example from docs/configuration.md, byte for byte.
+constexpr char kDeploymentExample[] = R"(listen: 0.0.0.0:8080
+preview:
+  listen: 127.0.0.1:8081
+  token: 3c1f0e8a9d2b4c7e9f10
+control: unix:cutover.sock
+store: sqlite:state/cutover.db
+logs: /var/log/cutover/instances
+ports: 20000-20999
+services:
+  shop:
+    hosts: [shop.example.com, localhost]
+    driver:
+      type: process
+      command: ./shop --port {port}
+      instances: 2
+      workdir: /srv/shop/current
+      env:
+        SHOP_DATABASE_URL: postgres://shop@db.internal/shop
+        SHOP_SESSIONS: redis://cache.internal:6379/0
+      stop_timeout: 20s
+    health: {path: /healthz, interval: 1s, timeout: 500ms, deadline: 2m}
+    checks:
+      - http: {path: /, expect_status: 200}
+      - http:
+          request: GET /api/status
+          expect_json: {field: db.status, equals: ok}
+        name: database reachable
+      - command: ./smoke.sh
+        timeout: 2m
+        retries: 0
+      - session:
+          on_live: [POST /cart/items?sku=gadget]
+          on_idle: [GET /cart, expect_body: gadget]
+    promotion: {auto_after: 5m}
+    rollback_window: 30m
+)";
+
+TEST(LoadConfigTest, DeploymentExampleLoadsExactlyAsWritten) {
+  TempDir dir;
+  auto loaded = LoadConfig(dir.Write("cutover.yaml", kDeploymentExample));
+  ASSERT_TRUE(loaded.has_value()) << testing::PrintToString(ToStrings(loaded.error()));
+  const Config& c = *loaded;
+
+  EXPECT_EQ(c.listen, (std::vector<HostPort>{{"0.0.0.0", 8080}}));
+  EXPECT_TRUE(c.preview.enabled);
+  EXPECT_EQ(c.preview.listen, (HostPort{"127.0.0.1", 8081}));
+  EXPECT_EQ(c.preview.token, "3c1f0e8a9d2b4c7e9f10");
+  EXPECT_EQ(c.control, (dir.path() / "cutover.sock").string());
+  EXPECT_EQ(c.store, (dir.path() / "state" / "cutover.db").string());
+  EXPECT_EQ(c.logs, "/var/log/cutover/instances");
+  EXPECT_EQ(c.ports.first, 20000);
+  EXPECT_EQ(c.ports.last, 20999);
+
+  ASSERT_EQ(c.services.size(), 1u);
+  const ServiceConfig& shop = c.services[0];
+  EXPECT_EQ(shop.name, "shop");
+  EXPECT_EQ(shop.hosts, (std::vector<std::string>{"shop.example.com", "localhost"}));
+  EXPECT_EQ(shop.driver.type, DriverType::kProcess);
+  EXPECT_EQ(shop.driver.command, "./shop --port {port}");
+  EXPECT_EQ(shop.driver.instances, 2);
+  EXPECT_EQ(shop.driver.workdir, "/srv/shop/current");
+  EXPECT_EQ(shop.driver.env, (EnvList{{"SHOP_DATABASE_URL", "postgres://shop@db.internal/shop"},
+                                      {"SHOP_SESSIONS", "redis://cache.internal:6379/0"}}));
+  EXPECT_EQ(shop.driver.stop_timeout, Millis(20'000));
+  EXPECT_EQ(shop.health.path, "/healthz");
+  EXPECT_EQ(shop.health.deadline, Millis(120'000));
+
+  ASSERT_EQ(shop.checks.size(), 4u);
+  EXPECT_EQ(shop.checks[0].name, "http GET /");
+  EXPECT_EQ(shop.checks[0].http.expect_status, 200);
+  EXPECT_EQ(shop.checks[1].kind, CheckConfig::Kind::kHttp);
+  EXPECT_EQ(shop.checks[1].name, "database reachable");
+  EXPECT_EQ(shop.checks[1].http.path, "/api/status");
+  EXPECT_EQ(shop.checks[1].http.expect_json_field, "db.status");
+  EXPECT_EQ(shop.checks[1].http.expect_json_value, "ok");
+  EXPECT_EQ(shop.checks[2].kind, CheckConfig::Kind::kCommand);
+  EXPECT_EQ(shop.checks[2].command, "./smoke.sh");
+  EXPECT_EQ(shop.checks[2].timeout, Millis(120'000));
+  EXPECT_EQ(shop.checks[2].retries, 0);
+  EXPECT_EQ(shop.checks[3].kind, CheckConfig::Kind::kSession);
+  ASSERT_EQ(shop.checks[3].on_live.size(), 1u);
+  EXPECT_EQ(shop.checks[3].on_live[0].path, "/cart/items?sku=gadget");
+  ASSERT_EQ(shop.checks[3].on_idle.size(), 1u);
+  EXPECT_EQ(shop.checks[3].on_idle[0].expect_body, "gadget");
+
+  EXPECT_EQ(shop.promotion.mode, PromotionConfig::Mode::kAutoAfter);
+  EXPECT_EQ(shop.promotion.auto_after, Millis(300'000));
+  EXPECT_EQ(shop.rollback_window, Millis(30 * 60'000));
+}
+
 TEST(LoadConfigTest, MissingFileSaysCannotRead) {
   TempDir dir;
   std::string file = (dir.path() / "missing.yaml").string();
@@ -221,8 +312,8 @@ TEST(ParseConfigTest, RequiredTopLevelKeys) {
 TEST(ParseConfigTest, UnknownTopLevelKey) {
   EXPECT_EQ(Errors("listen: 127.0.0.1:8080\nlisten_port: 80\n" + std::string(kServices)),
             Lines{"cutover.yaml:2:1: unknown top-level key 'listen_port' (expected one of: listen, "
-                  "control, store, metrics_listen, metrics_token, access_log, workers, timeouts, "
-                  "limits, services)"});
+                  "preview, control, store, logs, ports, metrics_listen, metrics_token, "
+                  "access_log, workers, timeouts, limits, services)"});
 }
 
 TEST(ParseConfigTest, DuplicateKey) {
@@ -257,7 +348,7 @@ services:
                 "cutover.yaml:8:37: services.web.health.timeout: '2s' must be less than interval "
                 "(1s)",
                 "cutover.yaml:9:5: services.web: unknown key 'colour' (expected one of: hosts, "
-                "path_prefix, driver, health, drain_timeout)",
+                "path_prefix, driver, health, drain_timeout, checks, promotion, rollback_window)",
             }));
 }
 
@@ -502,10 +593,11 @@ services:
   web:
     hosts: [localhost]
     driver: {type: static, blue: [127.0.0.1:9001]}
-    rollback_window: 15m
+    rollback: 15m
 )"),
-            Lines{"cutover.yaml:6:5: services.web: unknown key 'rollback_window' (expected one of: "
-                  "hosts, path_prefix, driver, health, drain_timeout)"});
+            Lines{"cutover.yaml:6:5: services.web: unknown key 'rollback' (expected one of: "
+                  "hosts, path_prefix, driver, health, drain_timeout, checks, promotion, "
+                  "rollback_window)"});
 }
 
 TEST(ServicesTest, DefaultsOfAService) {
@@ -655,10 +747,10 @@ std::string WithDriver(const std::string& driver) {
 TEST(DriverTest, Required) {
   EXPECT_EQ(Errors("listen: 127.0.0.1:0\nservices:\n  web:\n    hosts: [localhost]\n"),
             Lines{"cutover.yaml:4:5: services.web: missing required key 'driver' (with its type: "
-                  "static)"});
+                  "process, static)"});
   EXPECT_EQ(Errors(WithDriver("      blue: [127.0.0.1:9001]\n")),
             Lines{"cutover.yaml:6:7: services.web.driver: missing required key 'type' (known "
-                  "types: static)"});
+                  "types: process, static)"});
   EXPECT_EQ(Errors("listen: 127.0.0.1:0\nservices:\n  web:\n    hosts: [localhost]\n"
                    "    driver: static\n"),
             Lines{"cutover.yaml:5:13: services.web.driver: expected a map with the driver's type "
@@ -666,9 +758,9 @@ TEST(DriverTest, Required) {
 }
 
 TEST(DriverTest, UnknownTypeListsKnownTypes) {
-  EXPECT_EQ(Errors(WithDriver("      type: process\n      command: ./web\n")),
-            Lines{"cutover.yaml:6:13: services.web.driver.type: unknown driver type 'process' "
-                  "(known types: static)"});
+  EXPECT_EQ(Errors(WithDriver("      type: container\n      image: web:v2\n")),
+            Lines{"cutover.yaml:6:13: services.web.driver.type: unknown driver type 'container' "
+                  "(known types: process, static)"});
 }
 
 TEST(DriverTest, UnknownKey) {
@@ -692,13 +784,16 @@ TEST(DriverTest, EachTargetIsCheckedWhereItIs) {
                    "which cannot be connected to"}));
 }
 
-TEST(DriverTest, AtLeastOneTarget) {
-  EXPECT_EQ(Errors(WithDriver("      type: static\n")),
-            Lines{"cutover.yaml:6:7: services.web.driver: the static driver needs at least one "
-                  "target in blue or green"});
-  EXPECT_EQ(Errors(WithDriver("      type: static\n      blue: []\n      green: []\n")),
-            Lines{"cutover.yaml:6:7: services.web.driver: the static driver needs at least one "
-                  "target in blue or green"});
+TEST(DriverTest, StaticWithoutTargetsIsAccepted) {
+  // A deploy can bring the targets (cutover deploy --targets).
+  const DriverConfig none = Parse(WithDriver("      type: static\n")).services[0].driver;
+  EXPECT_EQ(none.type, DriverType::kStatic);
+  EXPECT_TRUE(none.blue.empty());
+  EXPECT_TRUE(none.green.empty());
+  const DriverConfig empty =
+      Parse(WithDriver("      type: static\n      blue: []\n      green: []\n")).services[0].driver;
+  EXPECT_TRUE(empty.blue.empty());
+  EXPECT_TRUE(empty.green.empty());
   Config c = Parse(WithDriver("      type: static\n      green: 127.0.0.1:9002\n"));
   EXPECT_TRUE(c.services[0].driver.blue.empty());
   EXPECT_EQ(c.services[0].driver.green, (std::vector<HostPort>{{"127.0.0.1", 9002}}));
@@ -781,7 +876,8 @@ TEST(HealthTest, ShapeAndUnknownKeys) {
                   "settings, got a list"});
   EXPECT_EQ(Errors(WithHealth("{path: /healthz, expect_status: 200}")),
             Lines{"cutover.yaml:6:30: services.web.health: unknown key 'expect_status' (expected "
-                  "one of: path, interval, timeout, healthy_threshold, unhealthy_threshold)"});
+                  "one of: path, interval, timeout, healthy_threshold, unhealthy_threshold, "
+                  "deadline)"});
 }
 
 // --- drain_timeout ---
@@ -798,6 +894,733 @@ TEST(DrainTimeoutTest, ZeroAllowedGarbageRefused) {
   EXPECT_EQ(Errors(head + "30\n"),
             Lines{"cutover.yaml:6:20: services.web.drain_timeout: '30' is not a duration (e.g. "
                   "500ms, 1s, 2m, 1h)"});
+}
+
+// --- process driver ---
+
+TEST(ProcessDriverTest, EveryKey) {
+  const DriverConfig d = Parse(WithDriver("      type: process\n"
+                                          "      command: ./shop --port {port}\n"
+                                          "      instances: 3\n"
+                                          "      workdir: releases/current\n"
+                                          "      env:\n"
+                                          "        ZED: last\n"
+                                          "        APP_MODE: production\n"
+                                          "        DB_URL: 'postgres://db/shop?x=1'\n"
+                                          "        EMPTY: ''\n"
+                                          "      stop_timeout: 30s\n"))
+                             .services[0]
+                             .driver;
+  EXPECT_EQ(d.type, DriverType::kProcess);
+  EXPECT_EQ(d.command, "./shop --port {port}");
+  EXPECT_EQ(d.instances, 3);
+  EXPECT_EQ(d.workdir, "/srv/cutover/releases/current");
+  // File order, not sorted.
+  EXPECT_EQ(d.env, (EnvList{{"ZED", "last"},
+                            {"APP_MODE", "production"},
+                            {"DB_URL", "postgres://db/shop?x=1"},
+                            {"EMPTY", ""}}));
+  EXPECT_EQ(d.stop_timeout, Millis(30'000));
+  EXPECT_TRUE(d.blue.empty());
+  EXPECT_TRUE(d.green.empty());
+}
+
+TEST(ProcessDriverTest, Defaults) {
+  const DriverConfig d =
+      Parse(WithDriver("      type: process\n      command: ./shop\n")).services[0].driver;
+  EXPECT_EQ(d.type, DriverType::kProcess);
+  EXPECT_EQ(d.command, "./shop");
+  EXPECT_EQ(d.instances, 1);
+  EXPECT_EQ(d.workdir, "/srv/cutover");
+  EXPECT_TRUE(d.env.empty());
+  EXPECT_EQ(d.stop_timeout, Millis(10'000));
+}
+
+TEST(ProcessDriverTest, WorkdirResolvesAgainstTheConfigDirectory) {
+  auto workdir = [](const std::string& value) {
+    return Parse(WithDriver("      type: process\n      command: ./shop\n      workdir: " + value +
+                            "\n"))
+        .services[0]
+        .driver.workdir;
+  };
+  EXPECT_EQ(workdir("/opt/shop/"), "/opt/shop/");
+  EXPECT_EQ(workdir("/opt/shop"), "/opt/shop");
+  EXPECT_EQ(workdir("../shop/./bin"), "/srv/shop/bin");
+  EXPECT_EQ(workdir("."), "/srv/cutover/");
+}
+
+TEST(ProcessDriverTest, CommandIsRequiredAndNotEmpty) {
+  EXPECT_EQ(Errors(WithDriver("      type: process\n      instances: 2\n")),
+            Lines{"cutover.yaml:6:7: services.web.driver: missing required key 'command' (e.g. "
+                  "\"./app --port {port}\")"});
+  EXPECT_EQ(Errors(WithDriver("      type: process\n      command: '  '\n")),
+            Lines{"cutover.yaml:7:16: services.web.driver.command: the command is empty"});
+  EXPECT_EQ(Errors(WithDriver("      type: process\n      command: [./shop, --port]\n")),
+            Lines{"cutover.yaml:7:16: services.web.driver.command: expected a shell command, got "
+                  "a list"});
+}
+
+TEST(ProcessDriverTest, InstancesRange) {
+  auto head = WithDriver("      type: process\n      command: ./shop\n      instances: ");
+  EXPECT_EQ(Parse(head + "64\n").services[0].driver.instances, 64);
+  EXPECT_EQ(
+      Errors(head + "0\n"),
+      Lines{"cutover.yaml:8:18: services.web.driver.instances: '0' must be between 1 and 64"});
+  EXPECT_EQ(Errors(head + "65\n"),
+            Lines{"cutover.yaml:8:18: services.web.driver.instances: '65' must be between 1 and "
+                  "64"});
+  EXPECT_EQ(Errors(head + "two\n"),
+            Lines{"cutover.yaml:8:18: services.web.driver.instances: 'two' is not an integer"});
+}
+
+TEST(ProcessDriverTest, EnvNamesAreChecked) {
+  EXPECT_EQ(Errors(WithDriver("      type: process\n      command: ./shop\n      env:\n"
+                              "        GOOD_1: x\n"
+                              "        1ST: x\n"
+                              "        MY-VAR: x\n"
+                              "        PORT: 8080\n"
+                              "        CUTOVER_COLOR: blue\n"
+                              "        CUTOVER_SERVICE: web\n"
+                              "        LIST: [a, b]\n")),
+            (Lines{"cutover.yaml:10:9: services.web.driver.env: '1ST' is not a valid environment "
+                   "variable name (letters, digits and '_', not starting with a digit)",
+                   "cutover.yaml:11:9: services.web.driver.env: 'MY-VAR' is not a valid "
+                   "environment variable name (letters, digits and '_', not starting with a digit)",
+                   "cutover.yaml:12:9: services.web.driver.env: 'PORT' is set by cutover for each "
+                   "instance and cannot be given here",
+                   "cutover.yaml:13:9: services.web.driver.env: 'CUTOVER_COLOR' is set by cutover "
+                   "for each instance and cannot be given here",
+                   "cutover.yaml:14:9: services.web.driver.env: 'CUTOVER_SERVICE' is set by "
+                   "cutover for each instance and cannot be given here",
+                   "cutover.yaml:15:15: services.web.driver.env.LIST: expected a string, got a "
+                   "list"}));
+  EXPECT_EQ(Errors(WithDriver("      type: process\n      command: ./shop\n"
+                              "      env: [A=1]\n")),
+            Lines{"cutover.yaml:8:12: services.web.driver.env: expected a map of environment "
+                  "variable to value, got a list"});
+}
+
+TEST(ProcessDriverTest, StopTimeout) {
+  auto head = WithDriver("      type: process\n      command: ./shop\n      stop_timeout: ");
+  EXPECT_EQ(Parse(head + "0s\n").services[0].driver.stop_timeout, Millis(0));
+  EXPECT_EQ(Parse(head + "1.5s\n").services[0].driver.stop_timeout, Millis(1500));
+  EXPECT_EQ(Errors(head + "10\n"),
+            Lines{"cutover.yaml:8:21: services.web.driver.stop_timeout: '10' is not a duration "
+                  "(e.g. 500ms, 1s, 2m, 1h)"});
+}
+
+TEST(ProcessDriverTest, StaticKeysAreUnknown) {
+  EXPECT_EQ(Errors(WithDriver("      type: process\n      command: ./shop\n"
+                              "      blue: [127.0.0.1:9001]\n")),
+            Lines{"cutover.yaml:8:7: services.web.driver: unknown key 'blue' (expected one of: "
+                  "type, command, instances, workdir, env, stop_timeout)"});
+  // And the other way round.
+  EXPECT_EQ(Errors(WithDriver("      type: static\n      command: ./shop\n")),
+            Lines{"cutover.yaml:7:7: services.web.driver: unknown key 'command' (expected one of: "
+                  "type, blue, green)"});
+}
+
+// --- health.deadline ---
+
+TEST(HealthTest, Deadline) {
+  EXPECT_EQ(Parse(WithHealth("{path: /healthz}")).services[0].health.deadline, Millis(60'000));
+  EXPECT_EQ(Parse(WithHealth("{deadline: 5m}")).services[0].health.deadline, Millis(300'000));
+  EXPECT_EQ(Errors(WithHealth("{deadline: 0s}")),
+            Lines{"cutover.yaml:6:24: services.web.health.deadline: '0s' must be greater than 0"});
+}
+
+// --- checks ---
+
+std::string WithChecks(const std::string& checks) {
+  return "listen: 127.0.0.1:0\nservices:\n  web:\n    hosts: [localhost]\n"
+         "    driver: {type: static, blue: [127.0.0.1:9001]}\n    checks:\n" +
+         checks;
+}
+
+std::vector<CheckConfig> ChecksOf(const std::string& checks) {
+  Config c = Parse(WithChecks(checks));
+  if (c.services.empty()) return {};
+  return c.services[0].checks;
+}
+
+// The checks of the DESIGN.md sketch, as written there: the query in a flow list included.
+constexpr char kSketchChecks[] = R"(      - http: {path: /, expect_status: 200}
+      - command: ./smoke.sh
+      - session:
+          on_live: [POST /cart/items?sku=gadget]
+          on_idle: [GET /cart, expect_body: gadget]
+)";
+
+TEST(ChecksTest, DesignSketchParsesAsIntended) {
+  std::vector<CheckConfig> checks = ChecksOf(kSketchChecks);
+  ASSERT_EQ(checks.size(), 3u);
+
+  const CheckConfig& http = checks[0];
+  EXPECT_EQ(http.kind, CheckConfig::Kind::kHttp);
+  EXPECT_EQ(http.name, "http GET /");
+  EXPECT_EQ(http.http.method, "GET");
+  EXPECT_EQ(http.http.path, "/");
+  EXPECT_EQ(http.http.expect_status, 200);
+  EXPECT_EQ(http.http.expect_body, "");
+  EXPECT_TRUE(http.http.headers.empty());
+  EXPECT_EQ(http.timeout, Millis(10'000));
+  EXPECT_EQ(http.retries, 2);
+  EXPECT_EQ(http.retry_interval, Millis(1'000));
+
+  const CheckConfig& command = checks[1];
+  EXPECT_EQ(command.kind, CheckConfig::Kind::kCommand);
+  EXPECT_EQ(command.name, "command ./smoke.sh");
+  EXPECT_EQ(command.command, "./smoke.sh");
+  EXPECT_EQ(command.timeout, Millis(10'000));
+  EXPECT_EQ(command.retries, 2);
+
+  const CheckConfig& session = checks[2];
+  EXPECT_EQ(session.kind, CheckConfig::Kind::kSession);
+  EXPECT_EQ(session.name, "session");
+  ASSERT_EQ(session.on_live.size(), 1u);
+  EXPECT_EQ(session.on_live[0].method, "POST");
+  EXPECT_EQ(session.on_live[0].path, "/cart/items?sku=gadget");
+  EXPECT_EQ(session.on_live[0].expect_status, 0);
+  EXPECT_EQ(session.on_live[0].expect_body, "");
+  // The map after "GET /cart" is its expectation, not a second request.
+  ASSERT_EQ(session.on_idle.size(), 1u);
+  EXPECT_EQ(session.on_idle[0].method, "GET");
+  EXPECT_EQ(session.on_idle[0].path, "/cart");
+  EXPECT_EQ(session.on_idle[0].expect_body, "gadget");
+  EXPECT_EQ(session.on_idle[0].expect_status, 0);
+  EXPECT_EQ(session.retries, 2);
+}
+
+TEST(ChecksTest, HttpCheckEveryKey) {
+  std::vector<CheckConfig> checks = ChecksOf(R"(      - name: cart api
+        timeout: 3s
+        retries: 0
+        retry_interval: 250ms
+        http:
+          request: PUT /api/cart?id=7
+          headers: {Content-Type: application/json, X-Trace: check}
+          body: '{"sku": "gadget"}'
+          expect_status: 201
+          expect_body: gadget
+          expect_json: {field: cart.items.0.sku, equals: gadget}
+)");
+  ASSERT_EQ(checks.size(), 1u);
+  const CheckConfig& c = checks[0];
+  EXPECT_EQ(c.kind, CheckConfig::Kind::kHttp);
+  EXPECT_EQ(c.name, "cart api");
+  EXPECT_EQ(c.timeout, Millis(3'000));
+  EXPECT_EQ(c.retries, 0);
+  EXPECT_EQ(c.retry_interval, Millis(250));
+  EXPECT_EQ(c.http.method, "PUT");
+  EXPECT_EQ(c.http.path, "/api/cart?id=7");
+  EXPECT_EQ(c.http.headers, (EnvList{{"Content-Type", "application/json"}, {"X-Trace", "check"}}));
+  EXPECT_EQ(c.http.body, "{\"sku\": \"gadget\"}");
+  EXPECT_EQ(c.http.expect_status, 201);
+  EXPECT_EQ(c.http.expect_body, "gadget");
+  EXPECT_EQ(c.http.expect_json_field, "cart.items.0.sku");
+  EXPECT_EQ(c.http.expect_json_value, "gadget");
+}
+
+TEST(ChecksTest, HttpCheckShortForms) {
+  std::vector<CheckConfig> checks = ChecksOf(R"(      - http: GET /healthz
+      - http: /ready
+      - http: {method: DELETE, path: /cache}
+      - http: {}
+      - http: {path: /, timeout: 2s}
+)");
+  ASSERT_EQ(checks.size(), 5u);
+  EXPECT_EQ(checks[0].name, "http GET /healthz");
+  EXPECT_EQ(checks[0].http.path, "/healthz");
+  EXPECT_EQ(checks[1].name, "http GET /ready");
+  EXPECT_EQ(checks[1].http.method, "GET");
+  EXPECT_EQ(checks[2].name, "http DELETE /cache");
+  EXPECT_EQ(checks[3].name, "http GET /");
+  EXPECT_EQ(checks[3].http.expect_status, 0);
+  // Attempt settings may also sit inside the http map.
+  EXPECT_EQ(checks[4].timeout, Millis(2'000));
+}
+
+TEST(ChecksTest, CommandCheckForms) {
+  std::vector<CheckConfig> checks = ChecksOf(R"(      - command: ./smoke.sh --fast
+        retries: 5
+      - command: {run: 'make smoke', timeout: 5m, retry_interval: 0s}
+      - command: ./smoke.sh
+        name: smoke
+)");
+  ASSERT_EQ(checks.size(), 3u);
+  EXPECT_EQ(checks[0].kind, CheckConfig::Kind::kCommand);
+  EXPECT_EQ(checks[0].command, "./smoke.sh --fast");
+  EXPECT_EQ(checks[0].name, "command ./smoke.sh --fast");
+  EXPECT_EQ(checks[0].retries, 5);
+  EXPECT_EQ(checks[1].command, "make smoke");
+  EXPECT_EQ(checks[1].name, "command make smoke");
+  EXPECT_EQ(checks[1].timeout, Millis(300'000));
+  EXPECT_EQ(checks[1].retry_interval, Millis(0));
+  EXPECT_EQ(checks[2].name, "smoke");
+}
+
+TEST(ChecksTest, SessionStepsInEveryForm) {
+  std::vector<CheckConfig> checks = ChecksOf(R"(      - session:
+          on_live:
+            - request: POST /login
+              headers: {Content-Type: application/x-www-form-urlencoded}
+              body: user=test
+              expect_status: 303
+            - POST /cart/items?sku=gadget
+            - {expect_status: 201}
+            - {expect_json: {field: count, equals: 1}}
+          on_idle:
+            - path: /cart
+            - expect_body: gadget
+            - GET /cart/count
+          timeout: 20s
+        name: cart survives the switch
+)");
+  ASSERT_EQ(checks.size(), 1u);
+  const CheckConfig& s = checks[0];
+  EXPECT_EQ(s.kind, CheckConfig::Kind::kSession);
+  EXPECT_EQ(s.name, "cart survives the switch");
+  EXPECT_EQ(s.timeout, Millis(20'000));
+
+  ASSERT_EQ(s.on_live.size(), 2u);
+  EXPECT_EQ(s.on_live[0].method, "POST");
+  EXPECT_EQ(s.on_live[0].path, "/login");
+  EXPECT_EQ(s.on_live[0].headers, (EnvList{{"Content-Type", "application/x-www-form-urlencoded"}}));
+  EXPECT_EQ(s.on_live[0].body, "user=test");
+  EXPECT_EQ(s.on_live[0].expect_status, 303);
+  // Two expectation maps in a row both apply to the request before them.
+  EXPECT_EQ(s.on_live[1].method, "POST");
+  EXPECT_EQ(s.on_live[1].path, "/cart/items?sku=gadget");
+  EXPECT_EQ(s.on_live[1].expect_status, 201);
+  EXPECT_EQ(s.on_live[1].expect_json_field, "count");
+  EXPECT_EQ(s.on_live[1].expect_json_value, "1");
+
+  ASSERT_EQ(s.on_idle.size(), 2u);
+  EXPECT_EQ(s.on_idle[0].method, "GET");
+  EXPECT_EQ(s.on_idle[0].path, "/cart");
+  EXPECT_EQ(s.on_idle[0].expect_body, "gadget");
+  EXPECT_EQ(s.on_idle[1].path, "/cart/count");
+  EXPECT_EQ(s.on_idle[1].expect_body, "");
+}
+
+TEST(ChecksTest, SingleRequestNeedsNoList) {
+  std::vector<CheckConfig> checks =
+      ChecksOf("      - session: {on_live: POST /cart/items, on_idle: GET /cart}\n");
+  ASSERT_EQ(checks.size(), 1u);
+  ASSERT_EQ(checks[0].on_live.size(), 1u);
+  EXPECT_EQ(checks[0].on_live[0].path, "/cart/items");
+  ASSERT_EQ(checks[0].on_idle.size(), 1u);
+  EXPECT_EQ(checks[0].on_idle[0].path, "/cart");
+}
+
+TEST(ChecksTest, NoChecksByDefault) {
+  Config c = Parse("listen: 127.0.0.1:0\n" + std::string(kServices));
+  EXPECT_TRUE(c.services[0].checks.empty());
+  EXPECT_TRUE(ChecksOf("      []\n").empty());
+}
+
+TEST(ChecksTest, ExactlyOneKind) {
+  EXPECT_EQ(Errors(WithChecks("      - http: /\n        command: ./smoke.sh\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0]: a check has exactly one of the keys "
+                  "http, command or session (this one has 'http' and 'command')"});
+  EXPECT_EQ(Errors(WithChecks("      - {command: a, session: {}, http: /}\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0]: a check has exactly one of the keys "
+                  "http, command or session (this one has 'command', 'session' and 'http')"});
+  EXPECT_EQ(Errors(WithChecks("      - name: smoke\n        timeout: 5s\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0]: a check needs one of the keys http, "
+                  "command or session"});
+  EXPECT_EQ(Errors(WithChecks("      - {}\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0]: a check needs one of the keys http, "
+                  "command or session"});
+  // A misspelt kind is named once, as what it is.
+  EXPECT_EQ(Errors(WithChecks("      - htp: /\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0]: unknown key 'htp' (expected one of: "
+                  "http, command, session, name, timeout, retries, retry_interval)"});
+}
+
+TEST(ChecksTest, ShapeErrors) {
+  EXPECT_EQ(Errors(WithChecks("      http: /\n")),
+            Lines{"cutover.yaml:7:7: services.web.checks: expected a list of checks, got a map"});
+  EXPECT_EQ(Errors(WithChecks("      - ./smoke.sh\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0]: expected a check: {http: ...}, "
+                  "{command: ...} or {session: ...}, got a value ('./smoke.sh')"});
+  EXPECT_EQ(Errors(WithChecks("      - http: {path: /, expect: 200}\n")),
+            Lines{"cutover.yaml:7:25: services.web.checks[0].http: unknown key 'expect' (expected "
+                  "one of: request, method, path, headers, body, expect_status, expect_body, "
+                  "expect_json, timeout, retries, retry_interval)"});
+  EXPECT_EQ(Errors(WithChecks("      - http: [GET /]\n")),
+            Lines{"cutover.yaml:7:15: services.web.checks[0].http: expected \"METHOD /path\" or a "
+                  "map, got a list"});
+  EXPECT_EQ(Errors(WithChecks("      - session: [GET /]\n")),
+            Lines{"cutover.yaml:7:18: services.web.checks[0].session: expected a map with on_live "
+                  "and on_idle, got a list"});
+}
+
+TEST(ChecksTest, AttemptSettings) {
+  EXPECT_EQ(Errors(WithChecks("      - http: /\n        timeout: 0s\n        retries: 101\n"
+                              "        retry_interval: -1s\n")),
+            (Lines{"cutover.yaml:8:18: services.web.checks[0].timeout: '0s' must be greater than 0",
+                   "cutover.yaml:9:18: services.web.checks[0].retries: '101' must be between 0 and "
+                   "100",
+                   "cutover.yaml:10:25: services.web.checks[0].retry_interval: '-1s' is not a "
+                   "duration (e.g. 500ms, 1s, 2m, 1h)"}));
+  EXPECT_EQ(Errors(WithChecks("      - timeout: 5s\n        http: {path: /, timeout: 2s}\n")),
+            Lines{"cutover.yaml:8:34: services.web.checks[0].http.timeout: also given as "
+                  "services.web.checks[0].timeout; give it once"});
+  EXPECT_EQ(Errors(WithChecks("      - http: /\n        name: ''\n")),
+            Lines{"cutover.yaml:8:15: services.web.checks[0].name: the name is empty"});
+}
+
+TEST(ChecksTest, CommandErrors) {
+  EXPECT_EQ(Errors(WithChecks("      - command: ''\n")),
+            Lines{"cutover.yaml:7:18: services.web.checks[0].command: the command is empty"});
+  EXPECT_EQ(Errors(WithChecks("      - command: {run: ' '}\n")),
+            Lines{"cutover.yaml:7:24: services.web.checks[0].command.run: the command is empty"});
+  // One message for one mistake.
+  EXPECT_EQ(Errors(WithChecks("      - command:\n")),
+            Lines{"cutover.yaml:7:9: services.web.checks[0].command: expected a shell command or "
+                  "{run: COMMAND}, got nothing"});
+  EXPECT_EQ(Errors(WithChecks("      - command: {timeout: 1s}\n")),
+            Lines{"cutover.yaml:7:18: services.web.checks[0].command: missing required key 'run' "
+                  "(the shell command)"});
+}
+
+TEST(ChecksTest, BadRequestLines) {
+  EXPECT_EQ(Errors(WithChecks("      - http: get /\n")),
+            Lines{"cutover.yaml:7:15: services.web.checks[0].http: 'get /': the method must be "
+                  "upper-case letters (expected \"METHOD /path\", e.g. \"GET /cart\")"});
+  EXPECT_EQ(Errors(WithChecks("      - http: GET cart\n")),
+            Lines{"cutover.yaml:7:15: services.web.checks[0].http: 'GET cart': the path must "
+                  "start with '/' and contain no spaces (expected \"METHOD /path\", e.g. \"GET "
+                  "/cart\")"});
+  EXPECT_EQ(Errors(WithChecks("      - http: GET /a b\n")),
+            Lines{"cutover.yaml:7:15: services.web.checks[0].http: 'GET /a b': the path must "
+                  "start with '/' and contain no spaces (expected \"METHOD /path\", e.g. \"GET "
+                  "/cart\")"});
+  EXPECT_EQ(Errors(WithChecks("      - session: {on_live: ['POST'], on_idle: [' /cart']}\n")),
+            (Lines{"cutover.yaml:7:29: services.web.checks[0].session.on_live[0]: 'POST': the "
+                   "path must start with '/' and contain no spaces (expected \"METHOD /path\", "
+                   "e.g. \"GET /cart\")",
+                   "cutover.yaml:7:48: services.web.checks[0].session.on_idle[0]: ' /cart': the "
+                   "method must be upper-case letters (expected \"METHOD /path\", e.g. \"GET "
+                   "/cart\")"}));
+  EXPECT_EQ(Errors(WithChecks("      - http: {method: post, path: cart}\n")),
+            (Lines{"cutover.yaml:7:24: services.web.checks[0].http.method: 'post' is not an HTTP "
+                   "method (upper-case letters, e.g. POST)",
+                   "cutover.yaml:7:36: services.web.checks[0].http.path: 'cart' must start with "
+                   "'/'"}));
+  EXPECT_EQ(Errors(WithChecks("      - http: {request: POST /a, path: /b}\n")),
+            Lines{"cutover.yaml:7:40: services.web.checks[0].http.path: cannot be given with "
+                  "request, which already names the path"});
+}
+
+TEST(ChecksTest, HeaderErrors) {
+  EXPECT_EQ(Errors(WithChecks("      - http:\n          path: /\n          headers:\n"
+                              "            X Trace: a\n"
+                              "            X-Inject: \"a\\r\\nHost: evil\"\n")),
+            (Lines{"cutover.yaml:10:13: services.web.checks[0].http.headers: 'X Trace' is not a "
+                   "valid header name (letters, digits and !#$%&'*+-.^_`|~)",
+                   "cutover.yaml:11:23: services.web.checks[0].http.headers.X-Inject: must not "
+                   "contain line breaks or NUL"}));
+}
+
+TEST(ChecksTest, ExpectJson) {
+  std::vector<CheckConfig> checks = ChecksOf(
+      "      - http: {path: /, expect_json: {field: db.replica, equals: null}}\n"
+      "      - http: {path: /, expect_json: {field: items.0.count, equals: 3}}\n");
+  ASSERT_EQ(checks.size(), 2u);
+  EXPECT_EQ(checks[0].http.expect_json_field, "db.replica");
+  EXPECT_EQ(checks[0].http.expect_json_value, "null");
+  EXPECT_EQ(checks[1].http.expect_json_field, "items.0.count");
+  EXPECT_EQ(checks[1].http.expect_json_value, "3");
+
+  EXPECT_EQ(Errors(WithChecks("      - http: {path: /, expect_json: {field: a..b, equals: x}}\n")),
+            Lines{"cutover.yaml:7:46: services.web.checks[0].http.expect_json.field: 'a..b' is not "
+                  "a dotted path (names or list indexes joined by '.', e.g. db.status or "
+                  "items.0.sku)"});
+  EXPECT_EQ(Errors(WithChecks("      - http: {path: /, expect_json: {equals: x}}\n")),
+            Lines{"cutover.yaml:7:38: services.web.checks[0].http.expect_json: missing required "
+                  "key 'field' (a dotted path, e.g. db.status)"});
+}
+
+TEST(ChecksTest, ExpectStatusRange) {
+  EXPECT_EQ(Errors(WithChecks("      - http: {path: /, expect_status: 99}\n")),
+            Lines{"cutover.yaml:7:40: services.web.checks[0].http.expect_status: '99' must be "
+                  "between 100 and 599"});
+}
+
+TEST(ChecksTest, ExpectationsBeforeAnyRequest) {
+  EXPECT_EQ(
+      Errors(WithChecks("      - session:\n          on_live: [expect_status: 200, POST /cart]\n"
+                        "          on_idle: [GET /cart]\n")),
+      Lines{"cutover.yaml:8:21: services.web.checks[0].session.on_live[0]: expectations must "
+            "follow the request they apply to, e.g. [GET /cart, expect_body: gadget]"});
+}
+
+TEST(ChecksTest, ExpectationMapCannotRewriteTheRequestBeforeIt) {
+  EXPECT_EQ(Errors(WithChecks("      - session:\n"
+                              "          on_live: [POST /cart, {body: 'sku=gadget', expect_status: "
+                              "201}]\n"
+                              "          on_idle: [GET /cart]\n")),
+            Lines{"cutover.yaml:8:34: services.web.checks[0].session.on_live[1]: 'body' needs "
+                  "request or path in the same map (a map without them only adds expectations to "
+                  "the request before it)"});
+}
+
+TEST(ChecksTest, ABadRequestDoesNotShiftItsExpectations) {
+  // The expectation stays with the malformed request: one message, not a second one about
+  // expectations without a request.
+  EXPECT_EQ(Errors(WithChecks("      - session:\n          on_live: [post /cart, expect_status: "
+                              "201]\n          on_idle: [GET /cart]\n")),
+            Lines{"cutover.yaml:8:21: services.web.checks[0].session.on_live[0]: 'post /cart': "
+                  "the method must be upper-case letters (expected \"METHOD /path\", e.g. \"GET "
+                  "/cart\")"});
+}
+
+TEST(ChecksTest, SessionNeedsRequestsOnBothColors) {
+  EXPECT_EQ(Errors(WithChecks("      - session: {on_live: [POST /cart]}\n")),
+            Lines{"cutover.yaml:7:18: services.web.checks[0].session: missing required key "
+                  "'on_idle' (requests that must see that state)"});
+  EXPECT_EQ(Errors(WithChecks("      - session: {on_live: [], on_idle: [GET /cart]}\n")),
+            Lines{"cutover.yaml:7:28: services.web.checks[0].session.on_live: must list at least "
+                  "one request"});
+  EXPECT_EQ(Errors(WithChecks("      - session: {on_live: {GET: /cart}, on_idle: [GET /cart]}\n")),
+            Lines{"cutover.yaml:7:28: services.web.checks[0].session.on_live: expected a list of "
+                  "requests (\"METHOD /path\"), got a map"});
+}
+
+// --- promotion and rollback_window ---
+
+std::string WithServiceKey(const std::string& line) {
+  return "listen: 127.0.0.1:0\nservices:\n  web:\n    hosts: [localhost]\n"
+         "    driver: {type: static, blue: [127.0.0.1:9001]}\n    " +
+         line + "\n";
+}
+
+TEST(PromotionTest, Modes) {
+  PromotionConfig none =
+      Parse("listen: 127.0.0.1:0\n" + std::string(kServices)).services[0].promotion;
+  EXPECT_EQ(none.mode, PromotionConfig::Mode::kAuto);
+  EXPECT_EQ(Parse(WithServiceKey("promotion: auto")).services[0].promotion.mode,
+            PromotionConfig::Mode::kAuto);
+  EXPECT_EQ(Parse(WithServiceKey("promotion: manual")).services[0].promotion.mode,
+            PromotionConfig::Mode::kManual);
+  PromotionConfig after =
+      Parse(WithServiceKey("promotion: {auto_after: 5m}")).services[0].promotion;
+  EXPECT_EQ(after.mode, PromotionConfig::Mode::kAutoAfter);
+  EXPECT_EQ(after.auto_after, Millis(300'000));
+}
+
+TEST(PromotionTest, Errors) {
+  EXPECT_EQ(Errors(WithServiceKey("promotion: sometimes")),
+            Lines{"cutover.yaml:6:16: services.web.promotion: 'sometimes' is not a promotion "
+                  "(expected auto, manual or {auto_after: DURATION})"});
+  EXPECT_EQ(Errors(WithServiceKey("promotion: {auto_after: soon}")),
+            Lines{"cutover.yaml:6:29: services.web.promotion.auto_after: 'soon' is not a duration "
+                  "(e.g. 500ms, 1s, 2m, 1h)"});
+  EXPECT_EQ(Errors(WithServiceKey("promotion: [manual]")),
+            Lines{"cutover.yaml:6:16: services.web.promotion: expected auto, manual or "
+                  "{auto_after: DURATION}, got a list"});
+  EXPECT_EQ(Errors(WithServiceKey("promotion: {after: 5m}")),
+            (Lines{"cutover.yaml:6:16: services.web.promotion: missing required key 'auto_after' "
+                   "(e.g. 5m)",
+                   "cutover.yaml:6:17: services.web.promotion: unknown key 'after' (expected one "
+                   "of: auto_after)"}));
+}
+
+TEST(RollbackWindowTest, DefaultValuesAndErrors) {
+  Config c = Parse("listen: 127.0.0.1:0\n" + std::string(kServices));
+  EXPECT_EQ(c.services[0].rollback_window, Millis(15 * 60'000));
+  EXPECT_EQ(Parse(WithServiceKey("rollback_window: 1h")).services[0].rollback_window,
+            Millis(3'600'000));
+  EXPECT_EQ(Parse(WithServiceKey("rollback_window: 0s")).services[0].rollback_window, Millis(0));
+  EXPECT_EQ(Errors(WithServiceKey("rollback_window: 15")),
+            Lines{"cutover.yaml:6:22: services.web.rollback_window: '15' is not a duration (e.g. "
+                  "500ms, 1s, 2m, 1h)"});
+}
+
+// --- preview ---
+
+TEST(PreviewTest, OnByDefaultWithoutToken) {
+  PreviewConfig p = Parse("listen: 127.0.0.1:0\n" + std::string(kServices)).preview;
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.listen, (HostPort{"127.0.0.1", 8081}));
+  EXPECT_EQ(p.token, "");
+}
+
+TEST(PreviewTest, OffListenAndToken) {
+  EXPECT_FALSE(
+      Parse("listen: 127.0.0.1:0\npreview: off\n" + std::string(kServices)).preview.enabled);
+  PreviewConfig p = Parse(
+                        "listen: 127.0.0.1:0\npreview:\n  listen: 0.0.0.0:9081\n"
+                        "  token: 0123456789abcdef\n" +
+                        std::string(kServices))
+                        .preview;
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.listen, (HostPort{"0.0.0.0", 9081}));
+  EXPECT_EQ(p.token, "0123456789abcdef");
+  PreviewConfig listen_only =
+      Parse("listen: 127.0.0.1:0\npreview: {listen: '[::1]:0'}\n" + std::string(kServices)).preview;
+  EXPECT_EQ(listen_only.listen, (HostPort{"::1", 0}));
+  EXPECT_EQ(listen_only.token, "");
+}
+
+TEST(PreviewTest, Errors) {
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\npreview: {token: s3cret}\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:18: preview.token: must be at least 16 characters long (it has "
+                  "6)"});
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\npreview: {token: '0123456789 abcdef'}\n" +
+                   std::string(kServices)),
+            Lines{"cutover.yaml:2:18: preview.token: must not contain spaces or control "
+                  "characters"});
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\npreview: {listen: 8081}\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:19: preview.listen: '8081' is not host:port (the port is "
+                  "required)"});
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\npreview: on\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:10: preview: expected off or a map {listen, token}, got a value "
+                  "('on')"});
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\npreview: {port: 8081}\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:11: preview: unknown key 'port' (expected one of: listen, "
+                  "token)"});
+}
+
+TEST(PreviewTest, MustNotShareAListenAddress) {
+  EXPECT_EQ(Errors("listen: [127.0.0.1:8080, 127.0.0.1:9000]\npreview: {listen: 127.0.0.1:9000}\n" +
+                   std::string(kServices)),
+            Lines{"cutover.yaml:2:19: preview.listen: '127.0.0.1:9000' is also a listen address; "
+                  "the preview needs an address of its own"});
+  EXPECT_EQ(Errors("listen: 127.0.0.1:8081\n" + std::string(kServices)),
+            Lines{"cutover.yaml:1:9: listen: '127.0.0.1:8081' is the preview's default address; "
+                  "set preview.listen to another address, or preview: off"});
+  EXPECT_TRUE(
+      Parse("listen: 127.0.0.1:8081\npreview: off\n" + std::string(kServices)).preview.listen ==
+      (HostPort{"127.0.0.1", 8081}));
+  // Port 0 asks the kernel for a free port: two of them never collide.
+  EXPECT_EQ(Parse("listen: 127.0.0.1:0\npreview: {listen: 127.0.0.1:0}\n" + std::string(kServices))
+                .preview.listen,
+            (HostPort{"127.0.0.1", 0}));
+}
+
+// --- ports ---
+
+TEST(PortsTest, DefaultAndRange) {
+  PortRange d = Parse("listen: 127.0.0.1:0\n" + std::string(kServices)).ports;
+  EXPECT_EQ(d.first, 20000);
+  EXPECT_EQ(d.last, 29999);
+  PortRange r = Parse("listen: 127.0.0.1:0\nports: 30000-30099\n" + std::string(kServices)).ports;
+  EXPECT_EQ(r.first, 30000);
+  EXPECT_EQ(r.last, 30099);
+  PortRange one = Parse("listen: 127.0.0.1:0\nports: 5000-5000\n" + std::string(kServices)).ports;
+  EXPECT_EQ(one.first, 5000);
+  EXPECT_EQ(one.last, 5000);
+}
+
+TEST(PortsTest, Errors) {
+  auto errors = [](const std::string& value) {
+    return Errors("listen: 127.0.0.1:0\nports: " + value + "\n" + std::string(kServices));
+  };
+  EXPECT_EQ(errors("30000-20000"),
+            Lines{"cutover.yaml:2:8: ports: '30000-20000': the first port must not be greater "
+                  "than the last (FIRST-LAST, e.g. 20000-29999)"});
+  for (const char* bad : {"20000", "0-100", "20000-70000", "a-b", "20000-", "-20000", "1-2-3"}) {
+    EXPECT_EQ(errors(bad), Lines{"cutover.yaml:2:8: ports: '" + std::string(bad) +
+                                 "' is not a port range (FIRST-LAST, ports 1-65535, e.g. "
+                                 "20000-29999)"})
+        << bad;
+  }
+  EXPECT_EQ(errors("[20000, 29999]"),
+            Lines{"cutover.yaml:2:8: ports: expected a port range, e.g. 20000-29999, got a list"});
+}
+
+// --- logs ---
+
+TEST(LogsTest, BesideTheStoreByDefault) {
+  EXPECT_EQ(Parse("listen: 127.0.0.1:0\n" + std::string(kServices)).logs,
+            "/srv/cutover/state/logs");
+  EXPECT_EQ(
+      Parse("listen: 127.0.0.1:0\nstore: /var/lib/cutover/c.db\n" + std::string(kServices)).logs,
+      "/var/lib/cutover/logs");
+}
+
+TEST(LogsTest, ExplicitDirectory) {
+  EXPECT_EQ(Parse("listen: 127.0.0.1:0\nlogs: var/log\n" + std::string(kServices)).logs,
+            "/srv/cutover/var/log");
+  EXPECT_EQ(Parse("listen: 127.0.0.1:0\nlogs: /var/log/cutover\n" + std::string(kServices)).logs,
+            "/var/log/cutover");
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\nlogs: [a]\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:7: logs: expected a file path, got a list"});
+}
+
+// --- '?' in flow collections ---
+
+TEST(QuestionMarkTest, QueriesInsideBracketsAndBraces) {
+  Config c = Parse(R"(listen: 127.0.0.1:0
+services:
+  web:
+    hosts: [localhost]
+    driver: {type: static, blue: [127.0.0.1:9001]}
+    health: {path: /healthz?full=1&x=?, interval: 2s}
+    checks:
+      - http: {path: /search?q=shoes, headers: {X-Ask: why?}}
+      - session: {on_live: [/?x=1, GET /a?b], on_idle: ['GET /c?d']}
+)");
+  ASSERT_EQ(c.services.size(), 1u);
+  const ServiceConfig& web = c.services[0];
+  EXPECT_EQ(web.health.path, "/healthz?full=1&x=?");
+  EXPECT_EQ(web.health.interval, Millis(2'000));
+  ASSERT_EQ(web.checks.size(), 2u);
+  EXPECT_EQ(web.checks[0].http.path, "/search?q=shoes");
+  EXPECT_EQ(web.checks[0].name, "http GET /search?q=shoes");
+  EXPECT_EQ(web.checks[0].http.headers, (EnvList{{"X-Ask", "why?"}}));
+  ASSERT_EQ(web.checks[1].on_live.size(), 2u);
+  EXPECT_EQ(web.checks[1].on_live[0].path, "/?x=1");
+  EXPECT_EQ(web.checks[1].on_live[1].path, "/a?b");
+  ASSERT_EQ(web.checks[1].on_idle.size(), 1u);
+  EXPECT_EQ(web.checks[1].on_idle[0].path, "/c?d");
+}
+
+TEST(QuestionMarkTest, PositionsAfterAQuestionMarkStayTrue) {
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\npreview: {listen: a?b, token: short}\n" +
+                   std::string(kServices)),
+            (Lines{"cutover.yaml:2:19: preview.listen: 'a?b' is not host:port (the port is "
+                   "required)",
+                   "cutover.yaml:2:31: preview.token: must be at least 16 characters long (it has "
+                   "5)"}));
+  // A value may even start with '?' (YAML 1.2 reads "?x" as plain text).
+  EXPECT_EQ(Errors(WithChecks("      - session: {on_live: [?x], on_idle: [GET /]}\n")),
+            Lines{"cutover.yaml:7:29: services.web.checks[0].session.on_live[0]: '?x': the path "
+                  "must start with '/' and contain no spaces (expected \"METHOD /path\", e.g. "
+                  "\"GET /cart\")"});
+}
+
+TEST(QuestionMarkTest, QuotedValuesAreLeftAlone) {
+  // "\x5E" is '^', which may stand in for a '?' while the file is parsed.
+  Config c = Parse(R"(listen: 127.0.0.1:0
+services:
+  web:
+    hosts: [localhost]
+    driver: {type: static, blue: [127.0.0.1:9001]}
+    checks:
+      - http: {path: /a?b, expect_body: "x\x5Ey"}
+)");
+  ASSERT_EQ(c.services.size(), 1u);
+  ASSERT_EQ(c.services[0].checks.size(), 1u);
+  EXPECT_EQ(c.services[0].checks[0].http.path, "/a?b");
+  EXPECT_EQ(c.services[0].checks[0].http.expect_body, "x^y");
+}
+
+TEST(QuestionMarkTest, ByteOrderMarkDoesNotShiftPositions) {
+  Config c = Parse("\xEF\xBB\xBFlisten: 127.0.0.1:0\n" + std::string(kServices) +
+                   "    health: {path: /up?x}\n");
+  ASSERT_EQ(c.services.size(), 1u);
+  EXPECT_EQ(c.services[0].health.path, "/up?x");
+}
+
+TEST(QuestionMarkTest, HintWhenEveryStandInIsTaken) {
+  EXPECT_EQ(Errors("# ^~$;()\nlisten: 127.0.0.1:0\n" + std::string(kServices) +
+                   "    health: {path: /up?x}\n"),
+            Lines{"cutover.yaml:7:23: unknown token (inside [ ] or { }, quote a value that "
+                  "contains '?')"});
 }
 
 }  // namespace

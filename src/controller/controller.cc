@@ -4,13 +4,18 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <ctime>
 
 #include "common/log.h"
+#include "controller/controller_state.h"
 #include "controller/metrics.h"
+#include "driver/process_supervisor.h"
 #include "router/health_checker.h"
 #include "router/route_table.h"
 #include "router/router.h"
@@ -20,108 +25,264 @@ namespace cutover {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-struct ServiceState {
-  const ServiceConfig* config = nullptr;
-  Color live = Color::kBlue;
-  std::vector<TargetPtr> targets[2];
-  std::shared_ptr<ShardedStats> unrouted[2];
-};
-
-struct Controller::State {
-  asio::io_context& control;
-  const Config& config;
-  Store& store;
-  Router& router;
-  HealthChecker& health;
-  std::vector<ServiceState> services;
-  uint32_t next_target_id = 0;
-  uint64_t table_version = 0;
-  std::shared_ptr<const RouteTable> table;
-
-  ServiceState* Find(std::string_view name) {
-    for (ServiceState& s : services) {
-      if (s.config->name == name) return &s;
-    }
-    return nullptr;
+ServiceState* Controller::State::Find(std::string_view name) {
+  for (ServiceState& s : services) {
+    if (s.config->name == name) return &s;
   }
-
-  std::shared_ptr<const RouteTable> BuildTable() {
-    std::vector<ServiceRoute> routes;
-    routes.reserve(services.size());
-    for (const ServiceState& s : services) {
-      ServiceRoute r;
-      r.name = s.config->name;
-      r.hosts = s.config->hosts;
-      r.path_prefix = s.config->path_prefix;
-      r.live = s.live;
-      r.pools[0] = s.targets[0];
-      r.pools[1] = s.targets[1];
-      r.drain_timeout = s.config->drain_timeout;
-      r.unrouted[0] = s.unrouted[0];
-      r.unrouted[1] = s.unrouted[1];
-      routes.push_back(std::move(r));
-    }
-    return std::make_shared<const RouteTable>(++table_version, std::move(routes));
-  }
-
-  ServiceView View(const ServiceState& s) const {
-    ServiceView v;
-    v.name = s.config->name;
-    v.live = s.live;
-    v.hosts = s.config->hosts;
-    v.path_prefix = s.config->path_prefix;
-    for (int c = 0; c < 2; ++c) {
-      for (const TargetPtr& t : s.targets[c]) {
-        TargetView tv;
-        tv.address = t->address_text;
-        tv.healthy = t->healthy.load(std::memory_order_relaxed);
-        tv.in_flight = t->stats.Snapshot().in_flight;
-        if (!tv.healthy) tv.health_error = health.LastError(t.get());
-        v.targets[c].push_back(std::move(tv));
-      }
-    }
-    return v;
-  }
-};
-
-Controller::Controller(asio::io_context& control, const Config& config, Store& store,
-                       Router& router, HealthChecker& health)
-    : state_(std::make_unique<State>(State{control, config, store, router, health, {}, 0, 0, {}})) {
+  return nullptr;
 }
 
+std::shared_ptr<const RouteTable> Controller::State::BuildTable() {
+  std::vector<ServiceRoute> routes;
+  routes.reserve(services.size());
+  for (const ServiceState& s : services) {
+    ServiceRoute r;
+    r.name = s.config->name;
+    r.hosts = s.config->hosts;
+    r.path_prefix = s.config->path_prefix;
+    r.live = s.live;
+    r.released = s.released;
+    r.preview = s.active && s.active->first ? s.active->record.color : Other(s.live);
+    r.pools[0] = s.targets[0];
+    r.pools[1] = s.targets[1];
+    r.drain_timeout = s.config->drain_timeout;
+    r.unrouted[0] = s.unrouted[0];
+    r.unrouted[1] = s.unrouted[1];
+    routes.push_back(std::move(r));
+  }
+  return std::make_shared<const RouteTable>(++table_version, std::move(routes));
+}
+
+ServiceView Controller::State::View(const ServiceState& s) const {
+  ServiceView v;
+  v.name = s.config->name;
+  v.live = s.live;
+  v.released = s.released;
+  v.driver = s.config->driver.type == DriverType::kProcess ? "process" : "static";
+  v.hosts = s.config->hosts;
+  v.path_prefix = s.config->path_prefix;
+  for (int c = 0; c < 2; ++c) {
+    for (const TargetPtr& t : s.targets[c]) {
+      TargetView tv;
+      tv.address = t->address_text;
+      tv.healthy = t->healthy.load(std::memory_order_relaxed);
+      tv.in_flight = t->stats.Snapshot().in_flight;
+      if (!tv.healthy) tv.health_error = health.LastError(t.get());
+      v.targets[c].push_back(std::move(tv));
+    }
+    const SlotRecord& slot = s.slots[c];
+    v.slots[c].release = slot.release;
+    v.slots[c].state =
+        slot.release.empty() ? (s.targets[c].empty() ? "empty" : "running") : slot.state;
+    if (static_cast<Color>(c) != s.live && slot.state == "running") {
+      Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
+      if (spec && spec->retire_at_unix_ms > 0) {
+        std::time_t t = static_cast<std::time_t>(spec->retire_at_unix_ms / 1000);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        v.slots[c].note = fmt::format("kept for rollback until {:02}:{:02}:{:02} UTC", tm.tm_hour,
+                                      tm.tm_min, tm.tm_sec);
+      }
+    }
+  }
+  for (int c = 0; c < 2; ++c) {
+    for (const InstanceStatus& i : processes.Instances(s.config->name, static_cast<Color>(c))) {
+      v.slots[c].logs.push_back(i.spec.log_path);
+    }
+  }
+  if (s.active) v.deployment = s.active->record;
+  return v;
+}
+
+void Controller::State::Emit(const DeploymentEvent& event) {
+  // A listener may unsubscribe (or subscribe) from inside its call.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, fn] : listeners) ids.push_back(id);
+  for (uint64_t id : ids) {
+    auto it = listeners.find(id);
+    if (it != listeners.end()) it->second(event);
+  }
+}
+
+Result<TargetPtr> Controller::State::MakeTarget(ServiceState& s, Color color,
+                                                const HostPort& address, bool start_healthy) {
+  tcp::resolver resolver(control);
+  boost::system::error_code ec;
+  auto results = resolver.resolve(address.host, std::to_string(address.port),
+                                  tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("service '{}': target {}: cannot resolve: {}", s.config->name,
+                                 address.ToString(), ec.message()));
+  }
+  auto t = std::make_shared<Target>(next_target_id++, s.config->name, color, address,
+                                    results.begin()->endpoint(), router.worker_count());
+  if (!start_healthy) t->healthy.store(false, std::memory_order_relaxed);
+  health.Watch(t, s.config->health);
+  return t;
+}
+
+void Controller::State::SetTargets(ServiceState& s, Color color, std::vector<TargetPtr> targets) {
+  for (const TargetPtr& t : s.targets[static_cast<int>(color)]) health.Unwatch(t.get());
+  s.targets[static_cast<int>(color)] = std::move(targets);
+}
+
+void Controller::State::SaveSlot(ServiceState& s, Color color) {
+  Status saved = store.SetSlot(s.config->name, color, s.slots[static_cast<int>(color)]);
+  if (!saved)
+    LogWarn("service '{}': saving the {} slot: {}", s.config->name, ColorName(color),
+            saved.error().message);
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Controller::Controller(asio::io_context& control, const Config& config, Store& store,
+                       Router& router, HealthChecker& health, ProcessSupervisor& processes)
+    : state_(std::make_unique<State>(
+          State{control, config, store, router, health, processes, {}, 0, 0, {}, {}, 0, false})) {}
+
 Controller::~Controller() = default;
+
+namespace {
+
+// Ends, as interrupted, the deployments a killed daemon left running; their
+// candidates are stopped below unless they went live.
+Status MarkInterrupted(Store& store, std::vector<DeploymentRecord>& out) {
+  Result<std::vector<DeploymentRecord>> unfinished = store.UnfinishedDeployments();
+  if (!unfinished) return std::unexpected(unfinished.error());
+  for (DeploymentRecord& d : *unfinished) {
+    d.outcome = "interrupted";
+    d.finished_unix_ms = NowUnixMs();
+    d.message = "the daemon stopped during this deployment; live traffic stayed where it was";
+    for (StepRecord& step : d.steps) {
+      if (step.outcome == "running" || step.outcome == "waiting") {
+        step.outcome = "interrupted";
+        step.finished_unix_ms = d.finished_unix_ms;
+      }
+    }
+    if (Status s = store.UpdateDeployment(d); !s) return s;
+    out.push_back(std::move(d));
+  }
+  return {};
+}
+
+}  // namespace
 
 Status Controller::Start() {
   State& st = *state_;
   size_t workers = st.router.worker_count();
-  tcp::resolver resolver(st.control);
+  std::vector<DeploymentRecord> interrupted;
+  if (Status s = MarkInterrupted(st.store, interrupted); !s) return s;
+  Result<std::vector<InstanceStatus>> found = st.processes.Adopt();
+  if (!found) return std::unexpected(found.error());
+  std::vector<InstanceStatus> adopted = std::move(*found);
+  st.processes.OnEvent([&st](const InstanceEvent& e) {
+    std::string message = fmt::format("{} ({} on {})", e.message, e.release, ColorName(e.color));
+    Status audited = st.store.AppendAudit({0, 0, e.service, "instance", "daemon", message, "ok"});
+    if (!audited) LogWarn("audit: {}", audited.error().message);
+    ServiceState* s = st.Find(e.service);
+    int64_t id = s != nullptr && s->active ? s->active->record.id : 0;
+    st.Emit({id, e.service, e.release, "instance", "", "", 0, message, NowUnixMs()});
+  });
+  st.services.reserve(st.config.services.size());
   for (const ServiceConfig& sc : st.config.services) {
-    ServiceState s;
+    st.services.emplace_back();
+    ServiceState& s = st.services.back();
     s.config = &sc;
     Result<std::optional<Color>> stored = st.store.LiveColor(sc.name);
     if (!stored) return std::unexpected(stored.error());
     s.live = stored->value_or(Color::kBlue);
     for (int c = 0; c < 2; ++c) {
       s.unrouted[c] = std::make_shared<ShardedStats>(workers);
-      const std::vector<HostPort>& addrs = c == 0 ? sc.driver.blue : sc.driver.green;
-      for (const HostPort& hp : addrs) {
-        boost::system::error_code ec;
-        auto results =
-            resolver.resolve(hp.host, std::to_string(hp.port), tcp::resolver::numeric_service, ec);
-        if (ec || results.empty()) {
-          return MakeError(ErrorCode::kInvalidArgument,
-                           fmt::format("service '{}': target {}: cannot resolve: {}", sc.name,
-                                       hp.ToString(), ec.message()));
-        }
-        auto t = std::make_shared<Target>(st.next_target_id++, sc.name, static_cast<Color>(c), hp,
-                                          results.begin()->endpoint(), workers);
-        st.health.Watch(t, sc.health);
-        s.targets[c].push_back(std::move(t));
+      Result<SlotRecord> slot = st.store.Slot(sc.name, static_cast<Color>(c));
+      if (!slot) return std::unexpected(slot.error());
+      s.slots[c] = std::move(*slot);
+    }
+    // A candidate of an interrupted deployment never went live: stop it.
+    for (const DeploymentRecord& d : interrupted) {
+      if (d.service != sc.name) continue;
+      SlotRecord& slot = s.slots[static_cast<int>(d.color)];
+      bool went_live = d.color == s.live && slot.state == "running" && slot.release == d.release;
+      if (!went_live && slot.release == d.release) {
+        LogWarn("service '{}': deployment {} of {} was interrupted; its candidate is stopped",
+                sc.name, d.id, d.release);
+        slot.state = "stopped";
+        st.SaveSlot(s, d.color);
       }
     }
-    LogInfo("service '{}': live color {}{}", sc.name, ColorName(s.live),
-            stored->has_value() ? " (stored)" : " (first start)");
-    st.services.push_back(std::move(s));
+    for (int c = 0; c < 2; ++c) {
+      const Color color = static_cast<Color>(c);
+      SlotRecord& slot = s.slots[c];
+      std::vector<TargetPtr> targets;
+      if (sc.driver.type == DriverType::kStatic) {
+        std::vector<HostPort> addrs = c == 0 ? sc.driver.blue : sc.driver.green;
+        if (!slot.release.empty() && slot.state != "stopped") {
+          Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
+          if (spec && !spec->targets.empty()) addrs = spec->targets;
+        }
+        if (slot.state == "stopped") addrs.clear();
+        for (const HostPort& hp : addrs) {
+          Result<TargetPtr> t = st.MakeTarget(s, color, hp, /*start_healthy=*/true);
+          if (!t) return std::unexpected(t.error());
+          targets.push_back(std::move(*t));
+        }
+      } else if (!slot.release.empty() && slot.state != "stopped") {
+        Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
+        if (!spec) return std::unexpected(spec.error().Wrap("service '" + sc.name + "' slot"));
+        std::vector<uint16_t> ports;
+        for (const InstanceStatus& i : adopted) {
+          if (i.spec.service == sc.name && i.spec.color == color &&
+              i.spec.release == slot.release && i.running) {
+            ports.push_back(i.spec.port);
+          }
+        }
+        if (!ports.empty()) {
+          LogInfo("service '{}': adopted {} running instance(s) of {} on {}", sc.name, ports.size(),
+                  slot.release, ColorName(color));
+        } else if (color == s.live) {
+          // The live release must serve: start it again before traffic comes.
+          LogWarn("service '{}': the instances of live release {} are gone; starting them again",
+                  sc.name, slot.release);
+          Result<std::vector<uint16_t>> started = StartInstances(st, s, color, slot.release, *spec);
+          if (!started) return std::unexpected(started.error());
+          ports = *started;
+        } else {
+          slot.state = "stopped";
+          st.SaveSlot(s, color);
+        }
+        for (uint16_t port : ports) {
+          Result<TargetPtr> t = st.MakeTarget(s, color, HostPort{"127.0.0.1", port},
+                                              /*start_healthy=*/true);
+          if (!t) return std::unexpected(t.error());
+          targets.push_back(std::move(*t));
+        }
+      }
+      s.targets[c] = std::move(targets);
+    }
+    // Adopted processes nobody claims (an interrupted candidate, a stopped
+    // slot) are stopped rather than orphaned.
+    for (int c = 0; c < 2; ++c) {
+      const Color color = static_cast<Color>(c);
+      bool claimed = s.slots[c].state != "stopped" && !s.slots[c].release.empty();
+      for (const InstanceStatus& i : adopted) {
+        if (i.spec.service == sc.name && i.spec.color == color && i.running &&
+            (!claimed || i.spec.release != s.slots[c].release)) {
+          asio::co_spawn(st.control, st.processes.Stop(sc.name, color), asio::detached);
+          break;
+        }
+      }
+    }
+    const SlotRecord& live_slot = s.slots[static_cast<int>(s.live)];
+    s.released = !s.targets[static_cast<int>(s.live)].empty() &&
+                 (live_slot.release.empty() || live_slot.state == "running");
+    st.ArmRetire(s);
+    LogInfo("service '{}': live color {}{}{}", sc.name, ColorName(s.live),
+            stored->has_value() ? " (stored)" : " (first start)",
+            s.released ? "" : ", no release live yet");
   }
   st.table = st.BuildTable();
   return {};
@@ -149,6 +310,12 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
   ServiceState* s = st.Find(name);
   if (s == nullptr) {
     co_return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", name));
+  }
+  if (s->active) {
+    co_return MakeError(ErrorCode::kConflict,
+                        fmt::format("service '{}': deployment {} of {} is running; promote or "
+                                    "abort it first",
+                                    name, s->active->record.id, s->active->record.release));
   }
   const Color from = s->live;
   const std::vector<TargetPtr>& pool = s->targets[static_cast<int>(to)];

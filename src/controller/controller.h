@@ -7,7 +7,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +24,7 @@ namespace cutover {
 class Router;
 class RouteTable;
 class HealthChecker;
+class ProcessSupervisor;
 
 struct TargetView {
   std::string address;  // "host:port"
@@ -30,19 +33,54 @@ struct TargetView {
   std::string health_error;  // why the last health check failed; empty when it passed
 };
 
+// What one color of a service runs.
+struct SlotView {
+  std::string release;            // empty: nothing deployed there
+  std::string state;              // "empty", "starting", "running", "stopped"
+  std::string note;               // e.g. "kept for rollback until 14:05:00 UTC"
+  std::vector<std::string> logs;  // process driver: the instances' log files
+};
+
 struct ServiceView {
   std::string name;
   Color live = Color::kBlue;
+  bool released = true;  // false until a first release went live
+  std::string driver;    // "static" or "process"
   std::vector<std::string> hosts;
   std::string path_prefix;
-  std::vector<TargetView> targets[2];  // indexed by Color
+  std::vector<TargetView> targets[2];          // indexed by Color
+  SlotView slots[2];                           // indexed by Color
+  std::optional<DeploymentRecord> deployment;  // the one running now
+};
+
+// What `cutover deploy` asks for.
+struct DeployRequest {
+  std::string service;
+  std::string release;
+  std::string actor;
+  std::string command;            // process: replaces the configured command when set
+  EnvList env;                    // process: added to the configured environment
+  std::vector<HostPort> targets;  // static: the release's targets, else the configured ones
+};
+
+// One thing that happened to a deployment, as streamed to clients.
+struct DeploymentEvent {
+  int64_t deployment_id = 0;
+  std::string service;
+  std::string release;
+  std::string kind;        // "step", "finished", "instance"
+  std::string step;        // for "step"
+  std::string outcome;     // step outcome, or the deployment's for "finished"
+  int64_t elapsed_ms = 0;  // since the step (or, for "finished", the deployment) began
+  std::string message;
+  int64_t time_unix_ms = 0;
 };
 
 class Controller {
  public:
   // Borrows everything; all must outlive the Controller.
   Controller(boost::asio::io_context& control, const Config& config, Store& store, Router& router,
-             HealthChecker& health);
+             HealthChecker& health, ProcessSupervisor& processes);
   ~Controller();
   Controller(const Controller&) = delete;
   Controller& operator=(const Controller&) = delete;
@@ -68,11 +106,41 @@ class Controller {
   // Prometheus text exposition of the router's figures.
   std::string PrometheusMetrics() const;
 
+  // Starts a deployment and returns its record at once; it goes on in the
+  // background (events through Subscribe). kNotFound for an unknown
+  // service, kInvalidArgument for a bad request, kConflict while another
+  // deployment of the service runs.
+  Result<DeploymentRecord> Deploy(DeployRequest request);
+  // Lets a deployment waiting for approval go on to its switch.
+  Result<DeploymentRecord> Promote(std::string_view service, std::string_view actor);
+  // Ends a deployment before its switch: candidate stopped, live untouched.
+  Result<DeploymentRecord> Abort(std::string_view service, std::string_view actor);
+  // Switches back to the previous release: at once while it still runs,
+  // after starting it again (and waiting until healthy) once it was stopped.
+  // Runs like a deployment (same events, same history).
+  Result<DeploymentRecord> Rollback(std::string_view service, std::string_view actor);
+
+  Result<std::vector<DeploymentRecord>> Deployments(std::string_view service, int limit) const;
+  Result<DeploymentRecord> GetDeployment(std::string_view service, int64_t id) const;
+
+  // Calls `listener` on the control thread for every event from now on,
+  // until Unsubscribe.
+  uint64_t Subscribe(std::function<void(const DeploymentEvent&)> listener);
+  void Unsubscribe(uint64_t id);
+
+  // Ends the running deployments (as interrupted) and stops every instance
+  // the daemon runs. For a clean daemon shutdown.
+  boost::asio::awaitable<void> Shutdown(bool keep_instances);
+
+  // The private state, defined in controller_state.h for the controller's
+  // own source files.
+  struct State;
+
  private:
   // Hands `table` to the router and resumes once every worker took it.
   boost::asio::awaitable<void> PublishAndWait(std::shared_ptr<const RouteTable> table);
+  boost::asio::awaitable<void> RunDeployment(std::string service, int64_t id);
 
-  struct State;
   std::unique_ptr<State> state_;
 };
 

@@ -46,6 +46,10 @@ std::string_view ReasonPhrase(int status) {
   switch (status) {
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 408:
@@ -65,6 +69,18 @@ std::string_view ReasonPhrase(int status) {
     default:
       return "Error";
   }
+}
+
+constexpr std::string_view kPreviewTokenHeader = "x-cutover-preview-token";
+
+// Compares without returning early, so that timing does not tell how much of
+// a guessed token was right.
+bool SameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
 }
 
 // Request headers the router replaces or drops when forwarding.
@@ -92,6 +108,10 @@ RequestHeaderRole ClassifyRequestHeader(std::string_view name, bool expect_handl
       break;
     case 17:
       if (EqualsIgnoreCase(name, "x-forwarded-proto")) return RequestHeaderRole::kDrop;
+      break;
+    case kPreviewTokenHeader.size():
+      // The preview's secret never reaches an application.
+      if (EqualsIgnoreCase(name, kPreviewTokenHeader)) return RequestHeaderRole::kDrop;
       break;
     default:
       break;
@@ -127,11 +147,12 @@ class TablePin {
 
 class ClientSession final : public SessionBase {
  public:
-  ClientSession(Worker& worker, tcp::socket socket)
+  ClientSession(Worker& worker, tcp::socket socket, bool preview)
       : worker_(worker),
         opts_(worker.options()),
         client_(std::move(socket)),
-        upstream_{tcp::socket(worker.context())} {
+        upstream_{tcp::socket(worker.context())},
+        preview_(preview) {
     error_code ec;
     client_.set_option(tcp::no_delay(true), ec);
     auto remote = client_.remote_endpoint(ec);
@@ -242,6 +263,8 @@ class ClientSession final : public SessionBase {
   bool idempotent_ = false;
   Target* tunnel_target_ = nullptr;
   Millis tunnel_drain_{0};
+  const bool preview_;          // accepted on a preview listener: routes to the idle color
+  Color color_ = Color::kBlue;  // the color the current request is routed to
 };
 
 awaitable<ClientSession::HeadResult> ClientSession::ReadRequestHead(size_t* head_len,
@@ -329,6 +352,29 @@ awaitable<void> ClientSession::Run() {
     buffers_->path.assign(req_.path);
     buffers_->request_id.assign(req_.request_id.empty() ? worker_.NewRequestId(generated_id_)
                                                         : req_.request_id);
+
+    if (preview_ && !opts_.preview_token.empty()) {
+      std::string_view token;
+      bool present = false;
+      for (const HeaderField& f : *req_.headers) {
+        if (EqualsIgnoreCase(f.name, kPreviewTokenHeader)) {
+          token = f.value;
+          present = true;
+        }
+      }
+      if (!SameSecret(token, opts_.preview_token)) {
+        bool has_body = req_.body != BodyKind::kNone;
+        cbeg_ += head_len;
+        Log(nullptr, Color::kBlue, nullptr, present ? 403 : 401, 0, 0);
+        std::string_view why = present ? "the X-Cutover-Preview-Token header is wrong"
+                                       : "the preview needs the X-Cutover-Preview-Token header";
+        if (!co_await SendOwn(present ? 403 : 401, why, close_after_ || has_body) || close_after_ ||
+            has_body) {
+          break;
+        }
+        continue;
+      }
+    }
 
     // Pin the table for the whole request: a switch affects the next one.
     TablePin table(worker_);
@@ -470,7 +516,10 @@ void ClientSession::BuildResponseHead(const ResponseHead& resp, bool close, bool
 }
 
 awaitable<bool> ClientSession::ConnectTo(Target* target) {
-  upstream_.socket = tcp::socket(worker_.context());
+  if (upstream_.socket.is_open()) {
+    error_code ignored;
+    upstream_.socket.close(ignored);
+  }
   upstream_.target = target;
   upstream_.reused = false;
   phase_ = Phase::kConnect;
@@ -517,18 +566,20 @@ awaitable<ClientSession::SendResult> ClientSession::OpenAndSend(const ServiceRou
   for (;;) {
     bool have_conn = false;
     if (!fresh) {
-      UpstreamConn pooled{tcp::socket(worker_.context())};
-      while (worker_.TakeIdle(*target, pooled)) {
+      while (worker_.TakeIdle(*target, upstream_)) {
         // Sending a request that must not be repeated over a connection the
         // target already closed would fail it for nothing: look first.
-        if (!idempotent_ && PeerClosed(pooled.socket)) continue;
-        upstream_ = std::move(pooled);
+        if (!idempotent_ && PeerClosed(upstream_.socket)) {
+          error_code ignored;
+          upstream_.socket.close(ignored);
+          continue;
+        }
         have_conn = true;
         break;
       }
     }
     if (!have_conn && !co_await ConnectTo(*target)) {
-      Target* other = moved ? nullptr : worker_.PickTarget(route, route.live, *target);
+      Target* other = moved ? nullptr : worker_.PickTarget(route, color_, *target);
       if (other == nullptr) co_return SendResult::kConnectFailed;
       moved = true;
       *target = other;
@@ -593,11 +644,13 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
   idempotent_ = IsIdempotentWithoutSideEffects(req_.method);
   const BodyKind body_kind = req_.body;
   uint64_t body_left = req_.content_length;
-  const Color color = route.live;
+  const Color color = preview_ ? route.preview : route.live;
+  color_ = color;
 
   // The request body bytes that arrived with the head. A chunked body is
   // checked before anything reaches a target.
-  ChunkedDecoder chunks;
+  ChunkedDecoder& chunks = b.request_chunks;
+  chunks = ChunkedDecoder();
   const size_t body_start = cbeg_ + head_len;
   size_t prefix = 0;
   bool body_done = body_kind == BodyKind::kNone;
@@ -619,16 +672,26 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
   }
   const std::string_view first_body(cbuf_ + body_start, prefix);
 
-  Target* target = worker_.PickTarget(route, color, nullptr);
+  Target* target = preview_ || route.released ? worker_.PickTarget(route, color, nullptr) : nullptr;
   if (target == nullptr) {
     route.unrouted[static_cast<int>(color)]->shard(worker_.index()).RecordResponse(503, 0);
     close_after_ = close_after_ || !body_done;
     cbeg_ = body_start + prefix;
     Log(&route, color, nullptr, 503, 0, 0);
-    co_await SendOwn(503,
-                     fmt::format("service '{}' has no healthy target on its live color ({})",
-                                 route.name, ColorName(color)),
-                     close_after_);
+    b.detail.clear();
+    if (preview_ && route.pools[static_cast<int>(color)].empty()) {
+      fmt::format_to(std::back_inserter(b.detail),
+                     "service '{}' has no release on its idle color ({}) to preview", route.name,
+                     ColorName(color));
+    } else if (!preview_ && !route.released) {
+      fmt::format_to(std::back_inserter(b.detail), "service '{}' has no release live yet",
+                     route.name);
+    } else {
+      fmt::format_to(std::back_inserter(b.detail),
+                     "service '{}' has no healthy target on its {} color ({})", route.name,
+                     preview_ ? "idle" : "live", ColorName(color));
+    }
+    co_await SendOwn(503, b.detail, close_after_);
     co_return;
   }
 
@@ -643,9 +706,11 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
   }
 
   uint64_t bytes_in = 0, bytes_out = 0;
-  ResponseHead resp;
+  ResponseHead& resp = b.response;
+  resp = ResponseHead();
   size_t uend = 0, resp_head_len = 0;
-  ParseError perr;
+  ParseError& perr = b.response_error;
+  perr = ParseError();
   int error_status = 0;
   std::string_view error_what;
   bool upstream_write_failed = false;
@@ -744,8 +809,9 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
     StatsShard::Add(stats->proxy_errors, 1);
     stats->RecordResponse(error_status, ElapsedUs());
     Log(&route, color, target, error_status, bytes_in, 0);
-    co_await SendOwn(error_status, fmt::format("{}: {}", target->address_text, error_what),
-                     close_after_);
+    b.detail.clear();
+    fmt::format_to(std::back_inserter(b.detail), "{}: {}", target->address_text, error_what);
+    co_await SendOwn(error_status, b.detail, close_after_);
     co_return;
   }
   bytes_out += uend;
@@ -759,7 +825,7 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
                                              uint64_t bytes_out) {
   IoBuffers& b = *buffers_;
   StatsShard* stats = &target->stats.shard(worker_.index());
-  const Color color = route.live;
+  const Color color = color_;
   int status = resp.status;
   const bool websocket = resp.status == 101;
   const bool dechunk = resp.body == BodyKind::kChunked && req_.version_minor == 0;
@@ -891,8 +957,9 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
   Log(&route, color, target, status, bytes_in, sent);
 
   if (reusable && resp_done) {
+    // A moved-from socket is closed and keeps its executor: upstream_ is
+    // ready for the next connection without constructing a new socket.
     worker_.ReturnIdle(std::move(upstream_));
-    upstream_ = UpstreamConn{tcp::socket(worker_.context())};
   } else {
     error_code ignored;
     upstream_.socket.close(ignored);
@@ -924,11 +991,11 @@ awaitable<void> ClientSession::Tunnel() {
 
 }  // namespace
 
-void StartClientSession(Worker& worker, tcp::socket socket) {
+void StartClientSession(Worker& worker, tcp::socket socket, bool preview) {
   asio::co_spawn(
       worker.context(),
-      [&worker, s = std::move(socket)]() mutable -> awaitable<void> {
-        ClientSession session(worker, std::move(s));
+      [&worker, s = std::move(socket), preview]() mutable -> awaitable<void> {
+        ClientSession session(worker, std::move(s), preview);
         co_await session.Run();
       },
       asio::detached);

@@ -56,6 +56,11 @@ struct ServiceRoute {
   uint32_t index = 0;  // position in RouteTable::services()
   // Requests answered for this service without reaching a target (503), by color.
   std::shared_ptr<ShardedStats> unrouted[2];
+  // False until a first release went live: the router then says so.
+  bool released = true;
+  // Where the preview listeners send the service: the idle color, or during
+  // a first deployment the color it lands on.
+  Color preview = Color::kGreen;
 
   const std::vector<TargetPtr>& live_pool() const { return pools[static_cast<int>(live)]; }
 };

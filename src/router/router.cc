@@ -35,13 +35,19 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
   // The first worker binds; the others share its ports, so that port 0
   // means one kernel-chosen port for all of them.
   std::vector<HostPort> addresses = options.listen;
+  std::vector<HostPort> preview = options.preview_listen;
   for (int i = 0; i < options.workers; ++i) {
     auto w = std::make_unique<Worker>(static_cast<size_t>(i), options, r->access_log_fd_);
-    if (Status s = w->Listen(addresses); !s) return std::unexpected(s.error());
+    if (Status s = w->Listen(addresses, /*preview=*/false); !s) return std::unexpected(s.error());
+    if (Status s = w->Listen(preview, /*preview=*/true); !s) return std::unexpected(s.error());
     if (i == 0) {
       std::vector<HostPort> bound = w->BoundAddresses();
       for (size_t a = 0; a < addresses.size(); ++a) addresses[a].port = bound[a].port;
+      for (size_t a = 0; a < preview.size(); ++a) {
+        preview[a].port = bound[addresses.size() + a].port;
+      }
       r->bound_ = addresses;
+      r->bound_preview_ = preview;
     }
     r->workers_.push_back(std::move(w));
   }

@@ -23,6 +23,11 @@ class Worker;
 
 struct RouterOptions {
   std::vector<HostPort> listen;
+  // The preview listeners route each service to its idle color; when
+  // `preview_token` is set a request must carry it in
+  // X-Cutover-Preview-Token.
+  std::vector<HostPort> preview_listen;
+  std::string preview_token;
   int workers = 1;
   TimeoutsConfig timeouts;
   LimitsConfig limits;
@@ -52,6 +57,7 @@ class Router {
   size_t worker_count() const;
   // The listen addresses with the ports actually bound (port 0 resolved).
   const std::vector<HostPort>& bound_addresses() const { return bound_; }
+  const std::vector<HostPort>& bound_preview_addresses() const { return bound_preview_; }
 
   // Starts the worker threads, each serving `first` until told otherwise.
   void Start(std::shared_ptr<const RouteTable> first);
@@ -71,6 +77,7 @@ class Router {
 
   RouterOptions options_;
   std::vector<HostPort> bound_;
+  std::vector<HostPort> bound_preview_;
   int access_log_fd_ = -1;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool started_ = false;

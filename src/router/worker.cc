@@ -42,7 +42,7 @@ Worker::~Worker() {
   if (thread_.joinable()) Shutdown(Millis(0));
 }
 
-Status Worker::Listen(const std::vector<HostPort>& addresses) {
+Status Worker::Listen(const std::vector<HostPort>& addresses, bool preview) {
   for (const HostPort& hp : addresses) {
     boost::system::error_code ec;
     tcp::resolver resolver(ctx_);
@@ -63,6 +63,7 @@ Status Worker::Listen(const std::vector<HostPort>& addresses) {
       return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message());
     }
     acceptors_.push_back(std::move(acceptor));
+    preview_acceptor_.push_back(preview);
   }
   return {};
 }
@@ -79,7 +80,7 @@ std::vector<HostPort> Worker::BoundAddresses() const {
 
 void Worker::Start(std::shared_ptr<const RouteTable> table) {
   SetTable(std::move(table));
-  for (auto& a : acceptors_) StartAccept(*a);
+  for (size_t i = 0; i < acceptors_.size(); ++i) StartAccept(*acceptors_[i], preview_acceptor_[i]);
   Tick();
   thread_ = std::thread([this] { ctx_.run(); });
 }
@@ -114,22 +115,23 @@ void Worker::MaybeFinishDrain() {
   }
 }
 
-void Worker::StartAccept(tcp::acceptor& acceptor) {
-  acceptor.async_accept([this, &acceptor](boost::system::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || draining_) return;
-    if (ec) {
-      // Out of descriptors or a transient error: try again on the next tick
-      // rather than spinning.
-      auto timer = std::make_shared<asio::steady_timer>(ctx_, kTickInterval);
-      timer->async_wait([this, &acceptor, timer](boost::system::error_code) {
-        if (!draining_) StartAccept(acceptor);
+void Worker::StartAccept(tcp::acceptor& acceptor, bool preview) {
+  acceptor.async_accept(
+      [this, &acceptor, preview](boost::system::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || draining_) return;
+        if (ec) {
+          // Out of descriptors or a transient error: try again on the next tick
+          // rather than spinning.
+          auto timer = std::make_shared<asio::steady_timer>(ctx_, kTickInterval);
+          timer->async_wait([this, &acceptor, timer, preview](boost::system::error_code) {
+            if (!draining_) StartAccept(acceptor, preview);
+          });
+          return;
+        }
+        counters_.connections.fetch_add(1, std::memory_order_relaxed);
+        StartClientSession(*this, std::move(socket), preview);
+        StartAccept(acceptor, preview);
       });
-      return;
-    }
-    counters_.connections.fetch_add(1, std::memory_order_relaxed);
-    StartClientSession(*this, std::move(socket));
-    StartAccept(acceptor);
-  });
 }
 
 void Worker::Tick() {
@@ -219,7 +221,7 @@ bool Worker::TakeIdle(Target* target, UpstreamConn& out) {
   return false;
 }
 
-void Worker::ReturnIdle(UpstreamConn&& conn) {
+void Worker::ReturnIdle(UpstreamConn conn) {
   Target* t = conn.target;
   if (draining_ || t == nullptr || !table_->Routes(t)) return;  // closed on destruction
   if (t->id >= idle_.size()) idle_.resize(t->id + 1);

@@ -42,6 +42,13 @@ struct IoBuffers {
   std::string request_id;
   std::vector<HeaderField> request_headers;
   std::vector<HeaderField> response_headers;
+  // Per-request state kept here rather than in the session's coroutine
+  // frames: Asio recycles frames of up to about 1 KiB per thread, and a
+  // larger one would cost a malloc and a free on every request.
+  ChunkedDecoder request_chunks;
+  ResponseHead response;
+  ParseError response_error;
+  std::string detail;  // text of the router's own error answers
 };
 
 // A keep-alive connection to a target.
@@ -82,7 +89,7 @@ class Worker {
   ~Worker();
 
   // Opens one SO_REUSEPORT listening socket per address. Before Start().
-  [[nodiscard]] Status Listen(const std::vector<HostPort>& addresses);
+  [[nodiscard]] Status Listen(const std::vector<HostPort>& addresses, bool preview);
   // The addresses listened on, with the ports the kernel chose for port 0.
   std::vector<HostPort> BoundAddresses() const;
 
@@ -118,7 +125,7 @@ class Worker {
   bool TakeIdle(Target* target, UpstreamConn& out);
   // Keeps `conn` for reuse (or closes it when the target left the table or
   // the pool is full).
-  void ReturnIdle(UpstreamConn&& conn);
+  void ReturnIdle(UpstreamConn conn);
 
   std::unique_ptr<IoBuffers> AcquireBuffers();
   void ReleaseBuffers(std::unique_ptr<IoBuffers> buffers);
@@ -136,7 +143,7 @@ class Worker {
  private:
   void Tick();
   void AcceptLoop(boost::asio::ip::tcp::acceptor& acceptor);
-  void StartAccept(boost::asio::ip::tcp::acceptor& acceptor);
+  void StartAccept(boost::asio::ip::tcp::acceptor& acceptor, bool preview);
   void MaybeFinishDrain();
 
   const size_t index_;
@@ -144,6 +151,7 @@ class Worker {
   ParseLimits limits_;
   boost::asio::io_context ctx_;  // first: destroyed after everything using it
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<bool> preview_acceptor_;  // parallel to acceptors_
   boost::asio::steady_timer tick_;
   std::thread thread_;
 
@@ -168,6 +176,6 @@ class Worker {
 };
 
 // Runs one client connection to completion on `worker`'s thread.
-void StartClientSession(Worker& worker, boost::asio::ip::tcp::socket socket);
+void StartClientSession(Worker& worker, boost::asio::ip::tcp::socket socket, bool preview);
 
 }  // namespace cutover

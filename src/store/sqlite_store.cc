@@ -33,7 +33,7 @@ constexpr std::string_view kApplication = "cutover";
 // The schema, as ordered steps: step i moves a store from schema version i to i + 1, inside one
 // transaction that also records the new version in `meta`. A step that has shipped is never
 // edited; a format change is a new step appended here and described in docs/store.md.
-constexpr std::array<const char*, 1> kSchemaSteps = {
+constexpr std::array<const char*, 2> kSchemaSteps = {
     // Version 1: the marker, live colors, the audit trail.
     R"sql(
 CREATE TABLE meta (
@@ -56,6 +56,42 @@ CREATE TABLE audit (
   outcome      TEXT NOT NULL
 );
 CREATE INDEX audit_service_id ON audit (service, id);
+)sql",
+    // Version 2: what runs on each color, and the journal of deployments with their steps.
+    R"sql(
+CREATE TABLE slots (
+  service         TEXT NOT NULL,
+  color           TEXT NOT NULL CHECK (color IN ('blue', 'green')),
+  release         TEXT NOT NULL,
+  state           TEXT NOT NULL,
+  spec_json       TEXT NOT NULL,
+  updated_unix_ms INTEGER NOT NULL,
+  PRIMARY KEY (service, color)
+);
+CREATE TABLE deployments (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  service          TEXT NOT NULL,
+  release          TEXT NOT NULL,
+  color            TEXT NOT NULL CHECK (color IN ('blue', 'green')),
+  actor            TEXT NOT NULL,
+  started_unix_ms  INTEGER NOT NULL,
+  finished_unix_ms INTEGER NOT NULL,
+  outcome          TEXT NOT NULL,
+  message          TEXT NOT NULL,
+  spec_json        TEXT NOT NULL
+);
+CREATE INDEX deployments_service_id ON deployments (service, id);
+CREATE INDEX deployments_running ON deployments (id) WHERE outcome = 'running';
+CREATE TABLE deployment_steps (
+  deployment_id    INTEGER NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+  position         INTEGER NOT NULL,
+  name             TEXT NOT NULL,
+  outcome          TEXT NOT NULL,
+  started_unix_ms  INTEGER NOT NULL,
+  finished_unix_ms INTEGER NOT NULL,
+  message          TEXT NOT NULL,
+  PRIMARY KEY (deployment_id, position)
+);
 )sql",
 };
 constexpr int kSchemaVersion = static_cast<int>(kSchemaSteps.size());
@@ -409,9 +445,24 @@ class SqliteStore final : public Store {
   Status SetLiveColor(std::string_view service, Color color, const AuditEvent& audit) override;
   Status AppendAudit(const AuditEvent& event) override;
   Result<std::vector<AuditEvent>> RecentAudit(std::string_view service, int limit) override;
+  Result<SlotRecord> Slot(std::string_view service, Color color) override;
+  Status SetSlot(std::string_view service, Color color, const SlotRecord& slot) override;
+  Result<int64_t> CreateDeployment(const DeploymentRecord& d) override;
+  Status UpdateDeployment(const DeploymentRecord& d) override;
+  Result<DeploymentRecord> Deployment(int64_t id) override;
+  Result<std::vector<DeploymentRecord>> Deployments(std::string_view service, int limit) override;
+  Result<std::vector<DeploymentRecord>> UnfinishedDeployments() override;
 
  private:
   Status PrepareStatements();
+  Status InsertSteps(int64_t deployment_id, const std::vector<StepRecord>& steps,
+                     std::string_view operation);
+  Result<std::vector<DeploymentRecord>> ReadDeployments(sqlite3_stmt* stmt,
+                                                        std::string_view operation);
+  Error Damaged(std::string_view operation, std::string_view what) const {
+    return Error{ErrorCode::kIo,
+                 path_ + ": " + std::string(operation) + ": damaged store: " + std::string(what)};
+  }
   Error Fail(int rc, std::string_view operation) const {
     return ToError(LastError(db_.get(), rc), path_, operation);
   }
@@ -426,6 +477,15 @@ class SqliteStore final : public Store {
   StmtPtr append_audit_;
   StmtPtr recent_audit_all_;
   StmtPtr recent_audit_service_;
+  StmtPtr get_slot_;
+  StmtPtr set_slot_;
+  StmtPtr insert_deployment_;
+  StmtPtr update_deployment_;
+  StmtPtr delete_steps_;
+  StmtPtr insert_step_;
+  StmtPtr deployment_by_id_;
+  StmtPtr deployments_of_service_;
+  StmtPtr unfinished_deployments_;
 };
 
 Result<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
@@ -501,8 +561,15 @@ Result<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
 Status SqliteStore::PrepareStatements() {
   struct Entry {
     StmtPtr* stmt;
-    std::string_view sql;
+    std::string sql;
   };
+  // Each read of deployments is one statement, so a deployment and its steps come from one
+  // snapshot. A deployment without steps still yields one row, with NULL step columns.
+  const std::string select_deployments =
+      "SELECT d.id, d.service, d.release, d.color, d.actor, d.started_unix_ms, "
+      "d.finished_unix_ms, d.outcome, d.message, d.spec_json, s.position, s.name, s.outcome, "
+      "s.started_unix_ms, s.finished_unix_ms, s.message FROM ";
+  const std::string join_steps = " LEFT JOIN deployment_steps AS s ON s.deployment_id = d.id ";
   const Entry entries[] = {
       {&get_color_, "SELECT live_color FROM services WHERE name = ?1"},
       {&set_color_,
@@ -518,6 +585,34 @@ Status SqliteStore::PrepareStatements() {
       {&recent_audit_service_,
        "SELECT id, time_unix_ms, service, action, actor, detail, outcome FROM audit "
        "WHERE service = ?2 ORDER BY id DESC LIMIT ?1"},
+      {&get_slot_,
+       "SELECT release, state, spec_json, updated_unix_ms FROM slots "
+       "WHERE service = ?1 AND color = ?2"},
+      {&set_slot_,
+       "INSERT INTO slots (service, color, release, state, spec_json, updated_unix_ms) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+       "ON CONFLICT (service, color) DO UPDATE SET release = excluded.release, "
+       "state = excluded.state, spec_json = excluded.spec_json, "
+       "updated_unix_ms = excluded.updated_unix_ms"},
+      {&insert_deployment_,
+       "INSERT INTO deployments (service, release, color, actor, started_unix_ms, "
+       "finished_unix_ms, outcome, message, spec_json) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+      {&update_deployment_,
+       "UPDATE deployments SET finished_unix_ms = ?2, outcome = ?3, message = ?4 WHERE id = ?1"},
+      {&delete_steps_, "DELETE FROM deployment_steps WHERE deployment_id = ?1"},
+      {&insert_step_,
+       "INSERT INTO deployment_steps (deployment_id, position, name, outcome, started_unix_ms, "
+       "finished_unix_ms, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+      {&deployment_by_id_, select_deployments + "deployments AS d" + join_steps +
+                               "WHERE d.id = ?1 ORDER BY s.position"},
+      {&deployments_of_service_,
+       select_deployments +
+           "(SELECT * FROM deployments WHERE service = ?2 ORDER BY id DESC LIMIT ?1) AS d" +
+           join_steps + "ORDER BY d.id DESC, s.position"},
+      // The literal outcome lets SQLite use the partial index deployments_running.
+      {&unfinished_deployments_, select_deployments + "deployments AS d" + join_steps +
+                                     "WHERE d.outcome = 'running' ORDER BY d.id, s.position"},
   };
   for (const Entry& e : entries) {
     auto stmt = Prepare(db_.get(), e.sql, SQLITE_PREPARE_PERSISTENT);
@@ -615,6 +710,200 @@ Result<std::vector<AuditEvent>> SqliteStore::RecentAudit(std::string_view servic
   }
   if (rc != SQLITE_DONE) return std::unexpected(Fail(rc, operation));
   return events;
+}
+
+Result<SlotRecord> SqliteStore::Slot(std::string_view service, Color color) {
+  const std::string operation = ForService("read slot " + std::string(ColorName(color)), service);
+  StmtUse use(get_slot_.get());
+  if (auto b = BindTexts(db_.get(), use.get(), 1, {service, ColorName(color)}); !b) {
+    return std::unexpected(ToError(b.error(), path_, operation));
+  }
+  int rc = sqlite3_step(use.get());
+  if (rc == SQLITE_DONE) return SlotRecord{};
+  if (rc != SQLITE_ROW) return std::unexpected(Fail(rc, operation));
+  sqlite3_stmt* s = use.get();
+  return SlotRecord{
+      .release = ColumnText(s, 0),
+      .state = ColumnText(s, 1),
+      .spec_json = ColumnText(s, 2),
+      .updated_unix_ms = sqlite3_column_int64(s, 3),
+  };
+}
+
+Status SqliteStore::SetSlot(std::string_view service, Color color, const SlotRecord& slot) {
+  const std::string operation = ForService("store slot " + std::string(ColorName(color)), service);
+  const int64_t updated_unix_ms = slot.updated_unix_ms != 0 ? slot.updated_unix_ms : NowUnixMs();
+  StmtUse use(set_slot_.get());
+  auto bound = BindTexts(db_.get(), use.get(), 1,
+                         {service, ColorName(color), slot.release, slot.state, slot.spec_json});
+  if (bound) bound = BindInt(db_.get(), use.get(), 6, updated_unix_ms);
+  if (!bound) return std::unexpected(ToError(bound.error(), path_, operation));
+  // One statement in autocommit mode: DONE means committed and synced.
+  if (int rc = sqlite3_step(use.get()); rc != SQLITE_DONE) {
+    return std::unexpected(Fail(rc, operation));
+  }
+  return {};
+}
+
+// Positions are the indices of `steps`, so reading them back in position order restores the list.
+Status SqliteStore::InsertSteps(int64_t deployment_id, const std::vector<StepRecord>& steps,
+                                std::string_view operation) {
+  sqlite3* db = db_.get();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const StepRecord& step = steps[i];
+    StmtUse use(insert_step_.get());
+    sqlite3_stmt* stmt = use.get();
+    auto bound = BindInt(db, stmt, 1, deployment_id);
+    if (bound) bound = BindInt(db, stmt, 2, static_cast<int64_t>(i));
+    if (bound) bound = BindTexts(db, stmt, 3, {step.name, step.outcome});
+    if (bound) bound = BindInt(db, stmt, 5, step.started_unix_ms);
+    if (bound) bound = BindInt(db, stmt, 6, step.finished_unix_ms);
+    if (bound) bound = BindText(db, stmt, 7, step.message);
+    if (!bound) return std::unexpected(ToError(bound.error(), path_, operation));
+    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) {
+      return std::unexpected(Fail(rc, operation));
+    }
+  }
+  return {};
+}
+
+Result<int64_t> SqliteStore::CreateDeployment(const DeploymentRecord& d) {
+  const std::string operation = ForService("create deployment", d.service);
+  const int64_t started_unix_ms = d.started_unix_ms != 0 ? d.started_unix_ms : NowUnixMs();
+  sqlite3* db = db_.get();
+  // The deployment and its steps are one commit: a crash never leaves a deployment without the
+  // steps it was created with.
+  auto tx = Transaction::Begin(db);
+  if (!tx) return std::unexpected(ToError(tx.error(), path_, operation));
+  int64_t id = 0;
+  {
+    StmtUse use(insert_deployment_.get());
+    sqlite3_stmt* stmt = use.get();
+    auto bound = BindTexts(db, stmt, 1, {d.service, d.release, ColorName(d.color), d.actor});
+    if (bound) bound = BindInt(db, stmt, 5, started_unix_ms);
+    if (bound) bound = BindInt(db, stmt, 6, d.finished_unix_ms);
+    if (bound) bound = BindTexts(db, stmt, 7, {d.outcome, d.message, d.spec_json});
+    if (!bound) return std::unexpected(ToError(bound.error(), path_, operation));
+    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) {
+      return std::unexpected(Fail(rc, operation));
+    }
+    id = sqlite3_last_insert_rowid(db);
+  }
+  if (Status s = InsertSteps(id, d.steps, operation); !s) return std::unexpected(s.error());
+  if (auto committed = tx->Commit(); !committed) {
+    return std::unexpected(ToError(committed.error(), path_, operation));
+  }
+  return id;
+}
+
+Status SqliteStore::UpdateDeployment(const DeploymentRecord& d) {
+  const std::string operation = "update deployment " + std::to_string(d.id);
+  sqlite3* db = db_.get();
+  // The new outcome and the new step list land together or not at all.
+  auto tx = Transaction::Begin(db);
+  if (!tx) return std::unexpected(ToError(tx.error(), path_, operation));
+  {
+    StmtUse use(update_deployment_.get());
+    sqlite3_stmt* stmt = use.get();
+    auto bound = BindInt(db, stmt, 1, d.id);
+    if (bound) bound = BindInt(db, stmt, 2, d.finished_unix_ms);
+    if (bound) bound = BindTexts(db, stmt, 3, {d.outcome, d.message});
+    if (!bound) return std::unexpected(ToError(bound.error(), path_, operation));
+    if (int rc = sqlite3_step(stmt); rc != SQLITE_DONE) {
+      return std::unexpected(Fail(rc, operation));
+    }
+    if (sqlite3_changes64(db) == 0) {
+      return MakeError(ErrorCode::kNotFound, path_ + ": " + operation + ": no such deployment");
+    }
+  }
+  {
+    StmtUse use(delete_steps_.get());
+    if (auto b = BindInt(db, use.get(), 1, d.id); !b) {
+      return std::unexpected(ToError(b.error(), path_, operation));
+    }
+    if (int rc = sqlite3_step(use.get()); rc != SQLITE_DONE) {
+      return std::unexpected(Fail(rc, operation));
+    }
+  }
+  if (Status s = InsertSteps(d.id, d.steps, operation); !s) return s;
+  if (auto committed = tx->Commit(); !committed) {
+    return std::unexpected(ToError(committed.error(), path_, operation));
+  }
+  return {};
+}
+
+// Reads the rows of one of the deployment queries: one row per step (or one row with NULL step
+// columns for a deployment without steps), rows of one deployment adjacent, steps in order.
+Result<std::vector<DeploymentRecord>> SqliteStore::ReadDeployments(sqlite3_stmt* s,
+                                                                   std::string_view operation) {
+  std::vector<DeploymentRecord> deployments;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const int64_t id = sqlite3_column_int64(s, 0);
+    if (deployments.empty() || deployments.back().id != id) {
+      const std::string stored_color = ColumnText(s, 3);
+      std::optional<Color> color = ParseColor(stored_color);
+      if (!color) {
+        return std::unexpected(Damaged(
+            operation, "deployment " + std::to_string(id) + " has color '" + stored_color + "'"));
+      }
+      deployments.push_back(DeploymentRecord{
+          .id = id,
+          .service = ColumnText(s, 1),
+          .release = ColumnText(s, 2),
+          .color = *color,
+          .actor = ColumnText(s, 4),
+          .started_unix_ms = sqlite3_column_int64(s, 5),
+          .finished_unix_ms = sqlite3_column_int64(s, 6),
+          .outcome = ColumnText(s, 7),
+          .message = ColumnText(s, 8),
+          .spec_json = ColumnText(s, 9),
+      });
+    }
+    if (sqlite3_column_type(s, 10) == SQLITE_NULL) continue;
+    deployments.back().steps.push_back(StepRecord{
+        .name = ColumnText(s, 11),
+        .outcome = ColumnText(s, 12),
+        .started_unix_ms = sqlite3_column_int64(s, 13),
+        .finished_unix_ms = sqlite3_column_int64(s, 14),
+        .message = ColumnText(s, 15),
+    });
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(Fail(rc, operation));
+  return deployments;
+}
+
+Result<DeploymentRecord> SqliteStore::Deployment(int64_t id) {
+  const std::string operation = "read deployment " + std::to_string(id);
+  StmtUse use(deployment_by_id_.get());
+  if (auto b = BindInt(db_.get(), use.get(), 1, id); !b) {
+    return std::unexpected(ToError(b.error(), path_, operation));
+  }
+  auto deployments = ReadDeployments(use.get(), operation);
+  if (!deployments) return std::unexpected(deployments.error());
+  if (deployments->empty()) {
+    return MakeError(ErrorCode::kNotFound, path_ + ": " + operation + ": no such deployment");
+  }
+  return std::move(deployments->front());
+}
+
+Result<std::vector<DeploymentRecord>> SqliteStore::Deployments(std::string_view service,
+                                                               int limit) {
+  const std::string operation = ForService("read deployments", service);
+  if (limit < 0) {
+    return MakeError(ErrorCode::kInvalidArgument, path_ + ": " + operation + ": limit " +
+                                                      std::to_string(limit) + " is negative");
+  }
+  StmtUse use(deployments_of_service_.get());
+  auto bound = BindInt(db_.get(), use.get(), 1, limit);
+  if (bound) bound = BindText(db_.get(), use.get(), 2, service);
+  if (!bound) return std::unexpected(ToError(bound.error(), path_, operation));
+  return ReadDeployments(use.get(), operation);
+}
+
+Result<std::vector<DeploymentRecord>> SqliteStore::UnfinishedDeployments() {
+  StmtUse use(unfinished_deployments_.get());
+  return ReadDeployments(use.get(), "read unfinished deployments");
 }
 
 }  // namespace

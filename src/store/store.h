@@ -26,6 +26,40 @@ struct AuditEvent {
   std::string outcome;  // "ok" or an error message
 };
 
+// What runs on one color of a service: the release label and how it was
+// started, so that a restarted daemon can adopt, restart or stop it.
+struct SlotRecord {
+  std::string release;    // empty: nothing deployed on this color
+  std::string state;      // "starting", "running", "stopped"
+  std::string spec_json;  // the driver's description of the release (opaque to the store)
+  int64_t updated_unix_ms = 0;
+};
+
+// One step of a deployment, as journaled.
+struct StepRecord {
+  std::string name;  // "prepare", "start", "healthy", "check", "approve", "switch", "settle", ...
+  std::string outcome;  // "running", "ok", "failed", "skipped", "waiting"
+  int64_t started_unix_ms = 0;
+  int64_t finished_unix_ms = 0;  // 0 while running
+  std::string message;
+};
+
+// One deployment of a release to a color.
+struct DeploymentRecord {
+  int64_t id = 0;  // assigned by the store
+  std::string service;
+  std::string release;
+  Color color = Color::kBlue;  // the color it deploys to
+  std::string actor;
+  int64_t started_unix_ms = 0;
+  int64_t finished_unix_ms = 0;  // 0 while running
+  // "running", "succeeded", "failed", "aborted", "interrupted", "rolled_back"
+  std::string outcome = "running";
+  std::string message;
+  std::string spec_json;  // the driver's description of the release
+  std::vector<StepRecord> steps;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -48,6 +82,25 @@ class Store {
   // newest first.
   [[nodiscard]] virtual Result<std::vector<AuditEvent>> RecentAudit(std::string_view service,
                                                                     int limit) = 0;
+  // The slot of `color` of `service`; an empty SlotRecord when none is stored.
+  [[nodiscard]] virtual Result<SlotRecord> Slot(std::string_view service, Color color) = 0;
+  // Replaces that slot, durably (its updated time is assigned when 0).
+  [[nodiscard]] virtual Status SetSlot(std::string_view service, Color color,
+                                       const SlotRecord& slot) = 0;
+
+  // Stores a new deployment with its steps; returns its id.
+  [[nodiscard]] virtual Result<int64_t> CreateDeployment(const DeploymentRecord& d) = 0;
+  // Replaces the stored deployment `d.id` (outcome, message, finish time and
+  // the whole list of steps), durably.
+  [[nodiscard]] virtual Status UpdateDeployment(const DeploymentRecord& d) = 0;
+  // One deployment by id; kNotFound when there is none.
+  [[nodiscard]] virtual Result<DeploymentRecord> Deployment(int64_t id) = 0;
+  // The newest `limit` deployments of `service`, newest first, with their steps.
+  [[nodiscard]] virtual Result<std::vector<DeploymentRecord>> Deployments(std::string_view service,
+                                                                          int limit) = 0;
+  // Every deployment whose outcome is still "running", oldest first (after a
+  // crash: the ones that were interrupted).
+  [[nodiscard]] virtual Result<std::vector<DeploymentRecord>> UnfinishedDeployments() = 0;
 };
 
 // Opens (creating when missing, with its parent folder) the SQLite store at

@@ -325,6 +325,7 @@ TEST_F(Control, FileThatIsNotASocketIsLeftAlone) {
   const std::string config = dir->File("cutover.yaml");
   ASSERT_TRUE(WriteFile(config,
                         "listen: 127.0.0.1:0\n"
+                        "preview: off\n"
                         "control: ./taken.sock\n"
                         "services:\n"
                         "  web:\n"
@@ -583,6 +584,7 @@ TEST_F(Control, CliValidateReportsEveryProblemWithItsPlace) {
   const std::string good = dir->File("good.yaml");
   ASSERT_TRUE(WriteFile(good,
                         "listen: 127.0.0.1:0\n"
+                        "preview: off\n"
                         "services:\n"
                         "  web:\n"
                         "    hosts: [localhost]\n"

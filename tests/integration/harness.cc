@@ -50,9 +50,20 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const TempDir& dir, const std::str
   auto port = FreePort();
   if (!port) return std::unexpected(port.error());
   d->port_ = *port;
+  auto preview_port = FreePort();
+  if (!preview_port) return std::unexpected(preview_port.error());
+  d->preview_port_ = *preview_port;
   std::string text = config_yaml;
+  // Each daemon gets a preview port of its own, unless the test set one.
+  if (text.find("\npreview:") == std::string::npos && !text.starts_with("preview:")) {
+    text = "preview: {listen: 127.0.0.1:{preview_port}}\n" + text;
+  }
   for (size_t p = text.find("{port}"); p != std::string::npos; p = text.find("{port}")) {
     text.replace(p, 6, std::to_string(d->port_));
+  }
+  for (size_t p = text.find("{preview_port}"); p != std::string::npos;
+       p = text.find("{preview_port}")) {
+    text.replace(p, 14, std::to_string(d->preview_port_));
   }
   d->config_path_ = dir.File("cutover.yaml");
   d->control_ = dir.File("cutover.sock");

@@ -53,6 +53,8 @@ class Daemon {
   ~Daemon();
 
   uint16_t port() const { return port_; }
+  // The preview listener's port ("{preview_port}" in the config text).
+  uint16_t preview_port() const { return preview_port_; }
   const std::string& control() const { return control_; }
   const std::string& config_path() const { return config_path_; }
   ChildProcess& process() { return *process_; }
@@ -82,6 +84,7 @@ class Daemon {
   std::string control_;
   std::string log_path_;
   uint16_t port_ = 0;
+  uint16_t preview_port_ = 0;
   int workers_ = 2;
   std::unique_ptr<ChildProcess> process_;
 };

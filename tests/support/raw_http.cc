@@ -47,7 +47,8 @@ Result<HeaderList> ParseHeaderLines(const std::vector<std::string>& lines) {
   for (const std::string& line : lines) {
     if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
       if (out.empty()) return MakeError(ErrorCode::kIo, "bad header line: " + line);
-      out.back().second += " " + std::string(Trim(line));
+      out.back().second.push_back(' ');
+      out.back().second.append(Trim(line));
       continue;
     }
     size_t colon = line.find(':');

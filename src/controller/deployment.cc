@@ -1,0 +1,946 @@
+// The deployment steps of the Controller: prepare, start, healthy, check,
+// approve, switch, settle; and promote, abort, rollback, history, events.
+// Control thread only.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cctype>
+#include <ctime>
+
+#include "checks/checks.h"
+#include "common/log.h"
+#include "controller/controller.h"
+#include "controller/controller_state.h"
+#include "driver/process_supervisor.h"
+#include "router/health_checker.h"
+#include "router/router.h"
+
+namespace cutover {
+
+namespace asio = boost::asio;
+using Json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr Millis kHealthPoll{100};
+// An instance that exits this many times before its release is healthy
+// will not become healthy by waiting: the deployment fails at once.
+constexpr int kMaxStartingRestarts = 3;
+constexpr int kLogTailLines = 20;
+constexpr size_t kMaxReleaseLabel = 64;
+
+std::string ClockTime(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:02}:{:02}:{:02} UTC", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+Status ValidateRelease(std::string_view release) {
+  if (release.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a release label is required (e.g. v42)");
+  }
+  if (release.size() > kMaxReleaseLabel) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("release label is {} characters long; at most {}", release.size(),
+                                 kMaxReleaseLabel));
+  }
+  for (char c : release) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
+        c != '+') {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("release label {} may only hold letters, digits, '.', '-', "
+                                   "'_' and '+'",
+                                   Quoted(release)));
+    }
+  }
+  return {};
+}
+
+std::string LogPath(const Config& config, std::string_view service, std::string_view release,
+                    Color color, int index) {
+  return fmt::format("{}/{}/{}-{}-{}.log", config.logs, service, release, ColorName(color), index);
+}
+
+// The steps a deployment goes through, in order. Migrations add "expand"
+// and "verify-live" after prepare; observing adds "observe" after switch.
+std::vector<std::string_view> PlannedSteps(bool rollback) {
+  if (rollback) return {"start", "healthy", "switch"};
+  return {"prepare", "start", "healthy", "check", "approve", "switch", "settle"};
+}
+
+HostPort Reachable(HostPort hp) {
+  if (hp.host.empty() || hp.host == "0.0.0.0") hp.host = "127.0.0.1";
+  if (hp.host == "::") hp.host = "::1";
+  return hp;
+}
+
+}  // namespace
+
+std::string ReleaseSpec::ToJson() const {
+  Json j;
+  j["driver"] = driver == DriverType::kProcess ? "process" : "static";
+  if (driver == DriverType::kProcess) {
+    j["command"] = command;
+    Json env_json = Json::array();
+    for (const auto& [k, v] : env) env_json.push_back({k, v});
+    j["env"] = env_json;
+    j["instances"] = instances;
+    j["ports"] = ports;
+  } else {
+    Json t = Json::array();
+    for (const HostPort& hp : targets) t.push_back(hp.ToString());
+    j["targets"] = t;
+  }
+  if (retire_at_unix_ms != 0) j["retire_at_unix_ms"] = retire_at_unix_ms;
+  return j.dump();
+}
+
+Result<ReleaseSpec> ReleaseSpec::FromJson(std::string_view text) {
+  ReleaseSpec spec;
+  if (text.empty()) return spec;
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return MakeError(ErrorCode::kIo, "the stored release description is not a JSON object");
+  }
+  auto str = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  spec.driver = str("driver") == "process" ? DriverType::kProcess : DriverType::kStatic;
+  spec.command = str("command");
+  if (auto it = j.find("env"); it != j.end() && it->is_array()) {
+    for (const Json& pair : *it) {
+      if (pair.is_array() && pair.size() == 2 && pair[0].is_string() && pair[1].is_string()) {
+        spec.env.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+      }
+    }
+  }
+  if (auto it = j.find("instances"); it != j.end() && it->is_number_integer()) {
+    spec.instances = it->get<int>();
+  }
+  if (auto it = j.find("ports"); it != j.end() && it->is_array()) {
+    for (const Json& p : *it) {
+      if (p.is_number_unsigned()) spec.ports.push_back(p.get<uint16_t>());
+    }
+  }
+  if (auto it = j.find("targets"); it != j.end() && it->is_array()) {
+    for (const Json& t : *it) {
+      if (!t.is_string()) continue;
+      Result<HostPort> hp = ParseHostPort(t.get<std::string>());
+      if (hp) spec.targets.push_back(*hp);
+    }
+  }
+  if (auto it = j.find("retire_at_unix_ms"); it != j.end() && it->is_number_integer()) {
+    spec.retire_at_unix_ms = it->get<int64_t>();
+  }
+  return spec;
+}
+
+Result<std::vector<uint16_t>> StartInstances(Controller::State& st, ServiceState& s, Color color,
+                                             const std::string& release, ReleaseSpec& spec) {
+  const ServiceConfig& sc = *s.config;
+  std::vector<uint16_t> ports;
+  for (int i = 0; i < spec.instances; ++i) {
+    Result<uint16_t> port = st.processes.AllocatePort();
+    if (!port) return std::unexpected(port.error());
+    InstanceSpec is;
+    is.service = sc.name;
+    is.color = color;
+    is.release = release;
+    is.index = i;
+    is.command = spec.command;
+    for (size_t at = is.command.find("{port}"); at != std::string::npos;
+         at = is.command.find("{port}", at)) {
+      is.command.replace(at, 6, std::to_string(*port));
+    }
+    is.port = *port;
+    is.workdir = sc.driver.workdir;
+    is.env = spec.env;
+    is.log_path = LogPath(st.config, sc.name, release, color, i);
+    is.stop_timeout = sc.driver.stop_timeout;
+    if (Status started = st.processes.Start(is); !started) {
+      return std::unexpected(started.error().Wrap(fmt::format("instance {}", i)));
+    }
+    ports.push_back(*port);
+  }
+  spec.ports = ports;
+  return ports;
+}
+
+void Controller::State::ArmRetire(ServiceState& s) {
+  const Color idle = Other(s.live);
+  SlotRecord& slot = s.slots[static_cast<int>(idle)];
+  if (slot.state != "running" || s.targets[static_cast<int>(idle)].empty()) return;
+  Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
+  if (!spec || spec->retire_at_unix_ms == 0) return;
+  int64_t wait_ms = std::max<int64_t>(0, spec->retire_at_unix_ms - NowUnixMs());
+  s.retire_timer = std::make_unique<asio::steady_timer>(control, Millis(wait_ms));
+  std::string name = s.config->name;
+  std::string release = slot.release;
+  s.retire_timer->async_wait([this, name, idle, release](boost::system::error_code ec) {
+    if (ec || shutting_down) return;
+    ServiceState* sp = Find(name);
+    if (sp == nullptr || sp->active || sp->live == idle) return;
+    SlotRecord& slot = sp->slots[static_cast<int>(idle)];
+    if (slot.release != release || slot.state != "running") return;
+    asio::co_spawn(
+        control,
+        [this, sp, idle, release]() -> asio::awaitable<void> {
+          LogInfo("service '{}': the rollback window of {} closed; stopping it on {}",
+                  sp->config->name, release, ColorName(idle));
+          SetTargets(*sp, idle, {});
+          table = BuildTable();
+          co_await PublishTable(*this);
+          if (sp->config->driver.type == DriverType::kProcess) {
+            co_await processes.Stop(sp->config->name, idle);
+          }
+          sp->slots[static_cast<int>(idle)].state = "stopped";
+          SaveSlot(*sp, idle);
+          std::string message = fmt::format(
+              "the rollback window closed: previous release {} on {} was drained and stopped",
+              release, ColorName(idle));
+          Status audited =
+              store.AppendAudit({0, 0, sp->config->name, "retire", "daemon", message, "ok"});
+          if (!audited) LogWarn("audit: {}", audited.error().message);
+          Emit({0, sp->config->name, release, "service", "", "ok", 0, message, NowUnixMs()});
+        },
+        asio::detached);
+  });
+}
+
+asio::awaitable<void> PublishTable(Controller::State& st) {
+  auto done =
+      std::make_shared<asio::steady_timer>(st.control, asio::steady_timer::time_point::max());
+  asio::io_context& control = st.control;
+  st.router.Publish(st.table,
+                    [done, &control] { asio::post(control, [done] { done->cancel(); }); });
+  co_await done->async_wait(kTuple);
+}
+
+namespace {
+
+// Journals and streams the steps of one deployment.
+class StepJournal {
+ public:
+  StepJournal(Controller::State& st, Deployment& d) : st_(st), d_(d) {}
+
+  void Begin(std::string_view name, std::string message = {}) {
+    StepRecord* step = Find(name);
+    if (step == nullptr) {
+      d_.record.steps.push_back({std::string(name), "pending", 0, 0, ""});
+      step = &d_.record.steps.back();
+    }
+    step->outcome = "running";
+    step->started_unix_ms = NowUnixMs();
+    step->message = std::move(message);
+    step_started_ = SteadyClock::now();
+    current_ = std::string(name);
+    Save();
+    EmitStep(*step);
+  }
+
+  // Updates the running step's message (and outcome, e.g. "waiting").
+  void Update(std::string_view outcome, std::string message) {
+    StepRecord* step = Find(current_);
+    if (step == nullptr) return;
+    step->outcome = std::string(outcome);
+    step->message = std::move(message);
+    Save();
+    EmitStep(*step);
+  }
+
+  void End(std::string_view outcome, std::string message) {
+    StepRecord* step = Find(current_);
+    if (step == nullptr) return;
+    step->outcome = std::string(outcome);
+    step->finished_unix_ms = NowUnixMs();
+    if (!message.empty()) step->message = std::move(message);
+    Save();
+    EmitStep(*step);
+  }
+
+  void Finish(std::string_view outcome, std::string message) {
+    d_.record.outcome = std::string(outcome);
+    d_.record.message = std::move(message);
+    d_.record.finished_unix_ms = NowUnixMs();
+    for (StepRecord& step : d_.record.steps) {
+      if (step.outcome == "pending") step.outcome = "skipped";
+    }
+    Save();
+    int64_t elapsed = d_.record.finished_unix_ms - d_.record.started_unix_ms;
+    st_.Emit({d_.record.id, d_.record.service, d_.record.release, "finished", "", d_.record.outcome,
+              elapsed, d_.record.message, NowUnixMs()});
+  }
+
+  const std::string& current() const { return current_; }
+
+ private:
+  StepRecord* Find(std::string_view name) {
+    for (StepRecord& step : d_.record.steps) {
+      if (step.name == name) return &step;
+    }
+    return nullptr;
+  }
+  void Save() {
+    if (st_.shutting_down) return;
+    Status saved = st_.store.UpdateDeployment(d_.record);
+    if (!saved) LogWarn("deployment {}: journal: {}", d_.record.id, saved.error().message);
+  }
+  void EmitStep(const StepRecord& step) {
+    int64_t elapsed =
+        std::chrono::duration_cast<Millis>(SteadyClock::now() - step_started_).count();
+    st_.Emit({d_.record.id, d_.record.service, d_.record.release, "step", step.name, step.outcome,
+              elapsed, step.message, NowUnixMs()});
+  }
+
+  Controller::State& st_;
+  Deployment& d_;
+  std::string current_;
+  SteadyClock::time_point step_started_{};
+};
+
+// Waits on the deployment's wake timer for at most `d`; returns early when
+// promote or abort is asked.
+asio::awaitable<void> Nap(Deployment& d, Millis duration) {
+  d.wake->expires_after(duration);
+  co_await d.wake->async_wait(kTuple);
+}
+
+std::string HealthProblem(Controller::State& st, const ServiceState& s, Color color) {
+  std::string out;
+  for (const TargetPtr& t : s.targets[static_cast<int>(color)]) {
+    if (t->healthy.load(std::memory_order_relaxed)) continue;
+    std::string why = st.health.LastError(t.get());
+    out += fmt::format("{}{}: {}", out.empty() ? "" : "; ", t->address_text,
+                       why.empty() ? "no health check passed yet" : why);
+  }
+  return out;
+}
+
+// The starting instances that keep exiting, with their last log lines.
+std::string CrashingInstances(Controller::State& st, const ServiceState& s, Color color) {
+  for (const InstanceStatus& i : st.processes.Instances(s.config->name, color)) {
+    if (i.restarts < kMaxStartingRestarts) continue;
+    return fmt::format(
+        "instance {} keeps exiting while starting ({}; restarted {} times); "
+        "last lines of {}:\n{}",
+        i.spec.index, i.last_exit, i.restarts, i.spec.log_path,
+        ProcessSupervisor::TailLog(i.spec.log_path, kLogTailLines));
+  }
+  return {};
+}
+
+std::string LogTails(Controller::State& st, const ServiceState& s, Color color) {
+  std::string out;
+  for (const InstanceStatus& i : st.processes.Instances(s.config->name, color)) {
+    out += fmt::format("\nlast lines of {}:\n{}", i.spec.log_path,
+                       ProcessSupervisor::TailLog(i.spec.log_path, kLogTailLines));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
+  State& st = *state_;
+  ServiceState* s = st.Find(req.service);
+  if (s == nullptr) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", req.service));
+  }
+  if (Status valid = ValidateRelease(req.release); !valid) return std::unexpected(valid.error());
+  const ServiceConfig& sc = *s->config;
+  if (s->active) {
+    return MakeError(ErrorCode::kConflict,
+                     fmt::format(
+                         "service '{}': deployment {} of {} is already running (step {})", sc.name,
+                         s->active->record.id, s->active->record.release,
+                         s->active->record.steps.empty() ? std::string("prepare") : [&] {
+                           for (const StepRecord& step : s->active->record.steps) {
+                             if (step.outcome == "running" || step.outcome == "waiting") {
+                               return step.name;
+                             }
+                           }
+                           return std::string("prepare");
+                         }()));
+  }
+  auto d = std::make_shared<Deployment>();
+  d->first = !s->released;
+  const Color color = d->first ? s->live : Other(s->live);
+  ReleaseSpec& spec = d->spec;
+  spec.driver = sc.driver.type;
+  if (sc.driver.type == DriverType::kProcess) {
+    if (!req.targets.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("service '{}' runs its releases as processes; targets are "
+                                   "for the static driver",
+                                   sc.name));
+    }
+    spec.command = req.command.empty() ? sc.driver.command : req.command;
+    spec.env = sc.driver.env;
+    for (const auto& [k, v] : req.env) {
+      if (k.empty() || std::isdigit(static_cast<unsigned char>(k[0])) ||
+          k.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+              std::string::npos) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("env: {} is not a valid variable name", Quoted(k)));
+      }
+      spec.env.emplace_back(k, v);
+    }
+    spec.instances = sc.driver.instances;
+  } else {
+    if (!req.command.empty() || !req.env.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("service '{}' uses the static driver: cutover does not run "
+                                   "its releases, so a command or environment does not apply",
+                                   sc.name));
+    }
+    spec.targets = req.targets;
+    if (spec.targets.empty()) {
+      spec.targets = color == Color::kBlue ? sc.driver.blue : sc.driver.green;
+    }
+    if (spec.targets.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("service '{}' has no {} targets in its configuration; give "
+                                   "the release's targets (--targets host:port,...)",
+                                   sc.name, ColorName(color)));
+    }
+    const std::vector<TargetPtr>& live_pool = s->targets[static_cast<int>(s->live)];
+    for (const HostPort& hp : spec.targets) {
+      for (const TargetPtr& t : live_pool) {
+        if (!d->first && t->address == hp) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           fmt::format("target {} serves the live color ({}); the new release "
+                                       "needs targets of its own",
+                                       hp.ToString(), ColorName(s->live)));
+        }
+      }
+    }
+  }
+  d->record.service = sc.name;
+  d->record.release = req.release;
+  d->record.color = color;
+  d->record.actor = req.actor.empty() ? "api" : req.actor;
+  d->record.spec_json = spec.ToJson();
+  for (std::string_view step : PlannedSteps(false)) {
+    d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
+  }
+  Result<int64_t> id = st.store.CreateDeployment(d->record);
+  if (!id) return std::unexpected(id.error().Wrap("journal the deployment"));
+  d->record.id = *id;
+  Result<DeploymentRecord> stored = st.store.Deployment(*id);
+  if (stored) d->record.started_unix_ms = stored->started_unix_ms;
+  d->wake = std::make_unique<asio::steady_timer>(st.control);
+  s->active = d;
+  LogInfo("service '{}': deployment {} of {} to {} started by {}", sc.name, *id, req.release,
+          ColorName(color), d->record.actor);
+  asio::co_spawn(st.control, RunDeployment(sc.name, *id), asio::detached);
+  return d->record;
+}
+
+Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::string_view actor) {
+  State& st = *state_;
+  ServiceState* s = st.Find(service);
+  if (s == nullptr) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+  }
+  if (s->active) {
+    return MakeError(ErrorCode::kConflict,
+                     fmt::format("service '{}': deployment {} of {} is running; abort it instead "
+                                 "(live traffic has not moved)",
+                                 service, s->active->record.id, s->active->record.release));
+  }
+  const Color prev = Other(s->live);
+  const SlotRecord& slot = s->slots[static_cast<int>(prev)];
+  bool has_spec = !slot.release.empty() && !slot.spec_json.empty();
+  if (!has_spec && s->targets[static_cast<int>(prev)].empty()) {
+    return MakeError(ErrorCode::kConflict,
+                     fmt::format("service '{}': there is no previous release on {} to roll "
+                                 "back to",
+                                 service, ColorName(prev)));
+  }
+  auto d = std::make_shared<Deployment>();
+  d->rollback = true;
+  if (has_spec) {
+    Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
+    if (!spec) return std::unexpected(spec.error());
+    d->spec = *spec;
+  } else {
+    d->spec.driver = DriverType::kStatic;
+    for (const TargetPtr& t : s->targets[static_cast<int>(prev)]) {
+      d->spec.targets.push_back(t->address);
+    }
+  }
+  d->spec.retire_at_unix_ms = 0;
+  d->record.service = std::string(service);
+  d->record.release = slot.release.empty() ? "(configured)" : slot.release;
+  d->record.color = prev;
+  d->record.actor = actor.empty() ? "api" : std::string(actor);
+  d->record.spec_json = d->spec.ToJson();
+  d->record.message = fmt::format("rollback from {} to {}",
+                                  s->slots[static_cast<int>(s->live)].release.empty()
+                                      ? std::string("the live release")
+                                      : s->slots[static_cast<int>(s->live)].release,
+                                  d->record.release);
+  for (std::string_view step : PlannedSteps(true)) {
+    d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
+  }
+  Result<int64_t> id = st.store.CreateDeployment(d->record);
+  if (!id) return std::unexpected(id.error().Wrap("journal the rollback"));
+  d->record.id = *id;
+  Result<DeploymentRecord> stored = st.store.Deployment(*id);
+  if (stored) d->record.started_unix_ms = stored->started_unix_ms;
+  d->wake = std::make_unique<asio::steady_timer>(st.control);
+  s->active = d;
+  asio::co_spawn(st.control, RunDeployment(std::string(service), *id), asio::detached);
+  return d->record;
+}
+
+Result<DeploymentRecord> Controller::Promote(std::string_view service, std::string_view actor) {
+  ServiceState* s = state_->Find(service);
+  if (s == nullptr) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+  }
+  if (!s->active || s->active->rollback) {
+    return MakeError(ErrorCode::kConflict,
+                     fmt::format("service '{}' has no deployment waiting for approval", service));
+  }
+  s->active->promote_requested = true;
+  s->active->wake->cancel();
+  LogInfo("service '{}': deployment {} promoted by {}", service, s->active->record.id, actor);
+  return s->active->record;
+}
+
+Result<DeploymentRecord> Controller::Abort(std::string_view service, std::string_view actor) {
+  ServiceState* s = state_->Find(service);
+  if (s == nullptr) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+  }
+  if (!s->active) {
+    return MakeError(ErrorCode::kConflict,
+                     fmt::format("service '{}' has no deployment running", service));
+  }
+  for (const StepRecord& step : s->active->record.steps) {
+    if (step.name == "switch" && step.outcome != "pending") {
+      return MakeError(ErrorCode::kConflict,
+                       fmt::format("service '{}': deployment {} has already switched; use "
+                                   "rollback to go back",
+                                   service, s->active->record.id));
+    }
+  }
+  s->active->abort_requested = true;
+  s->active->abort_actor = std::string(actor);
+  s->active->wake->cancel();
+  return s->active->record;
+}
+
+Result<std::vector<DeploymentRecord>> Controller::Deployments(std::string_view service,
+                                                              int limit) const {
+  if (state_->Find(service) == nullptr) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+  }
+  return state_->store.Deployments(service, limit);
+}
+
+Result<DeploymentRecord> Controller::GetDeployment(std::string_view service, int64_t id) const {
+  if (state_->Find(service) == nullptr) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+  }
+  Result<DeploymentRecord> d = state_->store.Deployment(id);
+  if (!d) return d;
+  if (d->service != service) {
+    return MakeError(ErrorCode::kNotFound,
+                     fmt::format("service '{}' has no deployment {}", service, id));
+  }
+  return d;
+}
+
+uint64_t Controller::Subscribe(std::function<void(const DeploymentEvent&)> listener) {
+  uint64_t id = ++state_->next_listener;
+  state_->listeners.emplace(id, std::move(listener));
+  return id;
+}
+
+void Controller::Unsubscribe(uint64_t id) { state_->listeners.erase(id); }
+
+asio::awaitable<void> Controller::Shutdown(bool keep_instances) {
+  State& st = *state_;
+  for (ServiceState& s : st.services) {
+    if (s.retire_timer) s.retire_timer->cancel();
+    if (!s.active) continue;
+    DeploymentRecord& r = s.active->record;
+    r.outcome = "interrupted";
+    r.message = "the daemon stopped during this deployment; live traffic stayed where it was";
+    r.finished_unix_ms = NowUnixMs();
+    for (StepRecord& step : r.steps) {
+      if (step.outcome == "running" || step.outcome == "waiting") step.outcome = "interrupted";
+      if (step.outcome == "pending") step.outcome = "skipped";
+    }
+    Status saved = st.store.UpdateDeployment(r);
+    if (!saved) LogWarn("deployment {}: journal: {}", r.id, saved.error().message);
+    st.Emit({r.id, r.service, r.release, "finished", "", r.outcome, 0, r.message, NowUnixMs()});
+    if (!s.active->first || r.color != s.live || !s.released) {
+      // The candidate never went live: it does not outlive the daemon.
+      SlotRecord& slot = s.slots[static_cast<int>(r.color)];
+      if (slot.release == r.release && !(r.color == s.live && s.released)) {
+        slot.state = "stopped";
+        st.SaveSlot(s, r.color);
+        co_await st.processes.Stop(s.config->name, r.color);
+      }
+    }
+    s.active->wake->cancel();
+  }
+  st.shutting_down = true;
+  if (!keep_instances) co_await st.processes.StopAll();
+}
+
+asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id) {
+  State& st = *state_;
+  ServiceState* sp = st.Find(service);
+  if (sp == nullptr || !sp->active || sp->active->record.id != id) co_return;
+  ServiceState& s = *sp;
+  std::shared_ptr<Deployment> dp = s.active;
+  Deployment& d = *dp;
+  const ServiceConfig& sc = *s.config;
+  const Color color = d.record.color;
+  const bool process = d.spec.driver == DriverType::kProcess;
+  StepJournal journal(st, d);
+  SlotRecord previous_slot = s.slots[static_cast<int>(color)];
+  bool started = false;
+
+  // Ends the deployment before its switch: candidate stopped, live untouched.
+  auto fail = [&](std::string outcome, std::string message) -> asio::awaitable<void> {
+    if (!journal.current().empty()) {
+      StepRecord* step = nullptr;
+      for (StepRecord& r : d.record.steps) {
+        if (r.name == journal.current()) step = &r;
+      }
+      if (step != nullptr && (step->outcome == "running" || step->outcome == "waiting")) {
+        journal.End(outcome == "aborted" ? "aborted" : "failed", message);
+      }
+    }
+    if (st.shutting_down) co_return;
+    if (started && !(d.rollback && previous_slot.state == "running")) {
+      st.SetTargets(s, color, {});
+      st.table = st.BuildTable();
+      co_await PublishTable(st);
+      if (process) co_await st.processes.Stop(sc.name, color);
+      SlotRecord& slot = s.slots[static_cast<int>(color)];
+      slot = d.rollback ? previous_slot : SlotRecord{};
+      if (d.rollback) slot.state = "stopped";
+      st.SaveSlot(s, color);
+    }
+    s.active.reset();
+    st.table = st.BuildTable();
+    co_await PublishTable(st);
+    journal.Finish(outcome, message + "; live traffic is untouched");
+    LogWarn("service '{}': deployment {} of {} {}: {}", sc.name, id, d.record.release, outcome,
+            message);
+  };
+  auto aborted = [&] { return d.abort_requested || st.shutting_down; };
+  auto abort_message = [&] {
+    return fmt::format("aborted by {}", d.abort_actor.empty() ? "request" : d.abort_actor);
+  };
+
+  // --- prepare -------------------------------------------------------------
+  if (!d.rollback) {
+    journal.Begin("prepare");
+    std::string message;
+    SlotRecord& slot = s.slots[static_cast<int>(color)];
+    if (d.first) {
+      message = fmt::format(
+          "first release of {}: it lands on {} and goes live once healthy "
+          "and checked",
+          sc.name, ColorName(color));
+    } else if (!s.targets[static_cast<int>(color)].empty() || slot.state == "running") {
+      if (s.retire_timer) s.retire_timer->cancel();
+      std::string old = slot.release.empty() ? std::string("the configured targets") : slot.release;
+      st.SetTargets(s, color, {});
+      st.table = st.BuildTable();
+      co_await PublishTable(st);
+      if (process) co_await st.processes.Stop(sc.name, color);
+      slot.state = "stopped";
+      st.SaveSlot(s, color);
+      message = fmt::format("retired {} (the previous rollback slot) from {}; {} stays live", old,
+                            ColorName(color), ColorName(s.live));
+    } else {
+      message =
+          fmt::format("deploying to {} (idle); {} stays live", ColorName(color), ColorName(s.live));
+    }
+    journal.End("ok", message);
+    if (aborted()) {
+      co_await fail("aborted", abort_message());
+      co_return;
+    }
+  }
+  // Migrations run "expand" and "verify-live" here.
+
+  // --- start ---------------------------------------------------------------
+  const bool already_running =
+      d.rollback && !s.targets[static_cast<int>(color)].empty() && previous_slot.state != "stopped";
+  journal.Begin("start");
+  if (already_running) {
+    journal.End("skipped", fmt::format("{} still runs on {}", d.record.release, ColorName(color)));
+  } else {
+    std::vector<TargetPtr> targets;
+    std::string message;
+    if (process) {
+      Result<std::vector<uint16_t>> ports = StartInstances(st, s, color, d.record.release, d.spec);
+      started = true;
+      if (!ports) {
+        co_await fail("failed", ports.error().message);
+        co_return;
+      }
+      std::vector<std::string> listed;
+      for (uint16_t port : *ports) {
+        Result<TargetPtr> t = st.MakeTarget(s, color, {"127.0.0.1", port}, false);
+        if (!t) {
+          co_await fail("failed", t.error().message);
+          co_return;
+        }
+        targets.push_back(*t);
+        listed.push_back(std::to_string(port));
+      }
+      message = fmt::format("{} instance(s) of {} on {}, port(s) {}", ports->size(),
+                            d.record.release, ColorName(color), fmt::join(listed, ", "));
+    } else {
+      started = true;
+      std::vector<std::string> listed;
+      for (const HostPort& hp : d.spec.targets) {
+        Result<TargetPtr> t = st.MakeTarget(s, color, hp, false);
+        if (!t) {
+          co_await fail("failed", t.error().message);
+          co_return;
+        }
+        targets.push_back(*t);
+        listed.push_back(hp.ToString());
+      }
+      message =
+          fmt::format("{} on {}: {}", d.record.release, ColorName(color), fmt::join(listed, ", "));
+    }
+    st.SetTargets(s, color, std::move(targets));
+    SlotRecord& slot = s.slots[static_cast<int>(color)];
+    slot = SlotRecord{d.record.release, "starting", d.spec.ToJson(), 0};
+    st.SaveSlot(s, color);
+    d.record.spec_json = d.spec.ToJson();
+    st.table = st.BuildTable();
+    co_await PublishTable(st);
+    journal.End("ok", message);
+  }
+
+  // --- healthy -------------------------------------------------------------
+  journal.Begin("healthy");
+  {
+    const auto deadline = SteadyClock::now() + sc.health.deadline;
+    for (;;) {
+      const std::vector<TargetPtr>& pool = s.targets[static_cast<int>(color)];
+      bool all = !pool.empty() && std::all_of(pool.begin(), pool.end(), [](const TargetPtr& t) {
+        return t->healthy.load(std::memory_order_relaxed);
+      });
+      if (all) {
+        journal.End("ok", fmt::format("{} of {} target(s) healthy", pool.size(), pool.size()));
+        break;
+      }
+      if (aborted()) {
+        co_await fail("aborted", abort_message());
+        co_return;
+      }
+      if (process) {
+        if (std::string crash = CrashingInstances(st, s, color); !crash.empty()) {
+          co_await fail("failed", crash);
+          co_return;
+        }
+      }
+      if (SteadyClock::now() >= deadline) {
+        std::string message =
+            fmt::format("not healthy after {}: {}", FormatDuration(sc.health.deadline),
+                        HealthProblem(st, s, color));
+        if (process) message += LogTails(st, s, color);
+        co_await fail("failed", message);
+        co_return;
+      }
+      co_await Nap(d, kHealthPoll);
+    }
+  }
+
+  // --- check ---------------------------------------------------------------
+  if (!d.rollback) {
+    journal.Begin("check");
+    std::vector<std::string> passed;
+    CheckContext ctx;
+    const std::vector<HostPort>& preview = st.router.bound_preview_addresses();
+    const std::vector<HostPort>& live = st.router.bound_addresses();
+    if (!preview.empty()) ctx.preview = Reachable(preview.front());
+    if (!live.empty()) ctx.live = Reachable(live.front());
+    ctx.host = sc.hosts.empty() || sc.hosts.front() == "*" ? "localhost" : sc.hosts.front();
+    ctx.preview_token = st.config.preview.token;
+    ctx.release = d.record.release;
+    ctx.workdir = sc.driver.workdir.empty()
+                      ? std::filesystem::path(st.config.file).parent_path().string()
+                      : sc.driver.workdir;
+    if (!sc.checks.empty() && preview.empty()) {
+      co_await fail("failed", "checks need the preview listener, which is off");
+      co_return;
+    }
+    for (const CheckConfig& check : sc.checks) {
+      if (check.kind == CheckConfig::Kind::kSession && d.first) {
+        passed.push_back(CheckName(check) + ": skipped (nothing is live yet)");
+        continue;
+      }
+      journal.Update("running", fmt::format("running {}", CheckName(check)));
+      CheckResult result = co_await RunCheck(check, ctx);
+      if (aborted()) {
+        co_await fail("aborted", abort_message());
+        co_return;
+      }
+      if (!result.passed) {
+        std::string message = fmt::format("{} failed: {}", result.name, result.message);
+        if (!result.output.empty()) message += "\noutput:\n" + result.output;
+        co_await fail("failed", message);
+        co_return;
+      }
+      passed.push_back(fmt::format(
+          "{}: passed{}", result.name,
+          result.attempts > 1 ? fmt::format(" (attempt {})", result.attempts) : std::string()));
+    }
+    journal.End("ok", sc.checks.empty() ? std::string("no checks configured")
+                                        : fmt::format("{}", fmt::join(passed, "; ")));
+
+    // --- approve -------------------------------------------------------------
+    journal.Begin("approve");
+    const PromotionConfig& promotion = sc.promotion;
+    if (promotion.mode == PromotionConfig::Mode::kAuto) {
+      journal.End("ok", "promotion: auto");
+    } else {
+      const bool timed = promotion.mode == PromotionConfig::Mode::kAutoAfter;
+      const auto until = SteadyClock::now() + promotion.auto_after;
+      journal.Update(
+          "waiting",
+          timed
+              ? fmt::format("goes on at {} unless promoted or aborted first (cutover promote "
+                            "{} / cutover abort {})",
+                            ClockTime(NowUnixMs() + promotion.auto_after.count()), sc.name, sc.name)
+              : fmt::format("waiting for `cutover promote {}` (or `cutover abort {}`)", sc.name,
+                            sc.name));
+      for (;;) {
+        if (aborted()) {
+          co_await fail("aborted", abort_message());
+          co_return;
+        }
+        if (d.promote_requested) {
+          journal.End("ok", "promoted");
+          break;
+        }
+        if (timed && SteadyClock::now() >= until) {
+          journal.End("ok", fmt::format("promoted automatically after {}",
+                                        FormatDuration(promotion.auto_after)));
+          break;
+        }
+        co_await Nap(d, timed ? std::min<Millis>(Millis(1000), std::chrono::duration_cast<Millis>(
+                                                                   until - SteadyClock::now()))
+                              : Millis(60'000));
+      }
+    }
+    if (aborted()) {
+      co_await fail("aborted", abort_message());
+      co_return;
+    }
+  }
+
+  // --- switch --------------------------------------------------------------
+  journal.Begin("switch");
+  const Color from = s.live;
+  std::string detail =
+      d.first ? fmt::format("first release {} live on {}", d.record.release, ColorName(color))
+              : fmt::format("{} -> {} ({})", ColorName(from), ColorName(color), d.record.release);
+  if (Status saved = st.store.SetLiveColor(
+          sc.name, color,
+          {0, 0, sc.name, d.rollback ? "rollback" : "deploy", d.record.actor, detail, "ok"});
+      !saved) {
+    co_await fail("failed", saved.error().message);
+    co_return;
+  }
+  s.slots[static_cast<int>(color)].state = "running";
+  st.SaveSlot(s, color);
+  s.live = color;
+  s.released = true;
+  if (!d.first) {
+    SlotRecord& old = s.slots[static_cast<int>(from)];
+    if (!s.targets[static_cast<int>(from)].empty()) {
+      Result<ReleaseSpec> old_spec = ReleaseSpec::FromJson(old.spec_json);
+      ReleaseSpec spec = old_spec ? *old_spec : ReleaseSpec{};
+      if (old.spec_json.empty()) {
+        spec.driver = DriverType::kStatic;
+        for (const TargetPtr& t : s.targets[static_cast<int>(from)]) {
+          spec.targets.push_back(t->address);
+        }
+      }
+      spec.retire_at_unix_ms = NowUnixMs() + sc.rollback_window.count();
+      old.spec_json = spec.ToJson();
+      if (old.state.empty()) old.state = "running";
+      st.SaveSlot(s, from);
+    }
+  }
+  st.table = st.BuildTable();
+  co_await PublishTable(st);
+  journal.End("ok", detail + "; every router worker routes by it");
+  // Observing the new release's figures comes here.
+
+  // --- settle --------------------------------------------------------------
+  if (!d.rollback) {
+    journal.Begin("settle");
+    const SlotRecord& old = s.slots[static_cast<int>(from)];
+    if (d.first) {
+      journal.End("ok", "nothing was live before");
+    } else if (s.targets[static_cast<int>(from)].empty()) {
+      journal.End("ok", fmt::format("nothing runs on {} to keep", ColorName(from)));
+    } else {
+      std::string label = old.release.empty() ? "the previous release" : old.release;
+      journal.End("ok", fmt::format("{} keeps running on {} until {} (rollback window {}); "
+                                    "`cutover rollback {}` switches back at once",
+                                    label, ColorName(from),
+                                    ClockTime(NowUnixMs() + sc.rollback_window.count()),
+                                    FormatDuration(sc.rollback_window), sc.name));
+    }
+  }
+  st.ArmRetire(s);
+  s.active.reset();
+  if (d.rollback) {
+    // The release rolled back from keeps its record, marked as such.
+    Result<std::vector<DeploymentRecord>> recent = st.store.Deployments(sc.name, 20);
+    if (recent) {
+      for (DeploymentRecord& r : *recent) {
+        if (r.id != id && r.outcome == "succeeded" && r.color == from) {
+          r.outcome = "rolled_back";
+          r.message += (r.message.empty() ? "" : "; ") +
+                       fmt::format("rolled back by {} (deployment {})", d.record.actor, id);
+          Status saved = st.store.UpdateDeployment(r);
+          if (!saved) LogWarn("deployment {}: journal: {}", r.id, saved.error().message);
+          break;
+        }
+      }
+    }
+    journal.Finish("succeeded",
+                   already_running
+                       ? fmt::format("{}: {} was still running; switched back at once",
+                                     d.record.message, d.record.release)
+                       : fmt::format("{}: {} had been stopped; started it again, waited until "
+                                     "healthy, then switched",
+                                     d.record.message, d.record.release));
+  } else {
+    journal.Finish("succeeded",
+                   fmt::format("{} is live on {}", d.record.release, ColorName(color)));
+  }
+  LogInfo("service '{}': {} of {} finished: {}", sc.name, d.rollback ? "rollback" : "deployment",
+          d.record.release, d.record.message);
+}
+
+}  // namespace cutover
