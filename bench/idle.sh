@@ -214,6 +214,7 @@ PORT=$(free_port)
 SOCK="$work/cutover.sock"
 cat >"$work/cutover.yaml" <<YAML
 listen: 127.0.0.1:$PORT
+preview: off
 control: ./cutover.sock
 store: ./state/cutover.db
 access_log: off

@@ -233,6 +233,7 @@ write_configs() {  # $1: workers/threads
   mkdir -p "$work/cutover" "$work/haproxy" "$work/nginx"
   cat >"$work/cutover/cutover.yaml" <<EOF
 listen: 127.0.0.1:${PORT[cutover]}
+preview: off
 control: ./cutover.sock
 store: ./state/cutover.db
 access_log: off

@@ -43,6 +43,7 @@ done
 PORT=$(free_port)
 cat >"$work/cutover.yaml" <<YAML
 listen: 127.0.0.1:$PORT
+preview: off
 control: ./cutover.sock
 store: ./state/cutover.db
 services:

@@ -55,7 +55,7 @@ Result<int64_t> ParseId(std::string_view text) {
 // the client leaves). `sent` holds events already replayed, to skip.
 asio::awaitable<void> StreamEvents(Controller& controller, SseWriter& out,
                                    std::shared_ptr<Subscription> sub, uint64_t id,
-                                   std::function<bool(const DeploymentEvent&)> last,
+                                   std::function<bool(const DeploymentEvent&)> last, bool dedupe,
                                    std::set<std::string> sent) {
   struct Unsubscribe {
     Controller& c;
@@ -66,10 +66,13 @@ asio::awaitable<void> StreamEvents(Controller& controller, SseWriter& out,
     while (!sub->queue.empty()) {
       DeploymentEvent e = std::move(sub->queue.front());
       sub->queue.pop_front();
-      std::string data = JsonBody(ToJson(e));
-      std::string key = e.kind + "|" + e.step + "|" + e.outcome + "|" + e.message;
-      if (sent.contains(key)) continue;
-      sent.insert(key);
+      std::string data = ToJson(e).dump();
+      if (dedupe) {
+        // Skips what the replay of the journal already sent.
+        std::string key = e.kind + "|" + e.step + "|" + e.outcome + "|" + e.message;
+        if (sent.contains(key)) continue;
+        sent.insert(key);
+      }
       if (!co_await out.Send(e.kind, data)) co_return;
       if (last && last(e)) co_return;
     }
@@ -157,7 +160,7 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
                             step.message,
                             end};
           sent.insert(e.kind + "|" + e.step + "|" + e.outcome + "|" + e.message);
-          if (!co_await out.Send("step", JsonBody(ToJson(e)))) {
+          if (!co_await out.Send("step", ToJson(e).dump())) {
             controller.Unsubscribe(listener);
             co_return std::nullopt;
           }
@@ -172,13 +175,13 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
                             d->finished_unix_ms - d->started_unix_ms,
                             d->message,
                             d->finished_unix_ms};
-          co_await out.Send("finished", JsonBody(ToJson(e)));
+          co_await out.Send("finished", ToJson(e).dump());
           controller.Unsubscribe(listener);
           co_return std::nullopt;
         }
         co_await StreamEvents(
             controller, out, sub, listener,
-            [](const DeploymentEvent& e) { return e.kind == "finished"; }, std::move(sent));
+            [](const DeploymentEvent& e) { return e.kind == "finished"; }, true, std::move(sent));
         co_return std::nullopt;
       });
   routes.AddStream(verb::get, "/v1/events",
@@ -194,7 +197,7 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
                        controller.Unsubscribe(listener);
                        co_return std::nullopt;
                      }
-                     co_await StreamEvents(controller, out, sub, listener, nullptr, {});
+                     co_await StreamEvents(controller, out, sub, listener, nullptr, false, {});
                      co_return std::nullopt;
                    });
 }

@@ -53,6 +53,12 @@ Result<TargetView> TargetFromJson(const Json& json, std::string_view where) {
   if (auto error = json.find("health_error"); error != json.end() && error->is_string()) {
     target.health_error = error->get<std::string>();
   }
+  if (auto r = json.find("restarts"); r != json.end() && r->is_number_integer()) {
+    target.restarts = r->get<int>();
+  }
+  if (auto e = json.find("last_exit"); e != json.end() && e->is_string()) {
+    target.last_exit = e->get<std::string>();
+  }
   return target;
 }
 
@@ -64,6 +70,8 @@ Json ToJson(const TargetView& target) {
   json["healthy"] = target.healthy;
   json["in_flight"] = target.in_flight;
   if (!target.health_error.empty()) json["health_error"] = target.health_error;
+  if (target.restarts > 0) json["restarts"] = target.restarts;
+  if (!target.last_exit.empty()) json["last_exit"] = target.last_exit;
   return json;
 }
 

@@ -152,6 +152,10 @@ void PrintServices(const std::vector<ServiceView>& services) {
                                                  ? std::string("unhealthy")
                                                  : "unhealthy (" + target.health_error + ")",
                                              std::to_string(target.in_flight)});
+        if (target.restarts > 0) {
+          target_row[4] +=
+              fmt::format(" [restarted {}x, last {}]", target.restarts, target.last_exit);
+        }
         targets.push_back(std::move(target_row));
       }
     }
@@ -260,6 +264,8 @@ void PrintEvent(const SseEvent& raw, bool json) {
   if (e->kind == "finished") {
     fmt::print("{} {} {}: {}\n", e->outcome == "succeeded" ? "==" : "!!", e->release, e->outcome,
                message);
+  } else if (e->kind == "step" && e->outcome == "running" && message.empty()) {
+    return;  // the step's end follows
   } else if (e->kind == "step") {
     std::string mark = e->outcome == "ok"        ? "ok"
                        : e->outcome == "running" ? ".."

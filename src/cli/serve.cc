@@ -4,10 +4,13 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <filesystem>
 #include <thread>
 
@@ -28,6 +31,7 @@ namespace asio = boost::asio;
 namespace {
 // How long requests in flight may take to finish when the daemon stops.
 constexpr Millis kShutdownGrace{10'000};
+constexpr Millis kEventFlush{200};
 }  // namespace
 
 int RunServe(const ServeOptions& options) {
@@ -91,6 +95,7 @@ int RunServe(const ServeOptions& options) {
       control,
       [&]() -> asio::awaitable<void> {
         co_await health.WaitFirstRound(first_round + Millis(200));
+        co_await controller.WaitForRestartedReleases();
         ready = true;
       },
       asio::detached);
@@ -130,7 +135,6 @@ int RunServe(const ServeOptions& options) {
     if (ec) return;
     LogInfo("received {}; draining (up to {})", sig == SIGINT ? "SIGINT" : "SIGTERM",
             FormatDuration(kShutdownGrace));
-    (*api)->Stop();
     if (metrics) metrics->Stop();
     health.Stop();
     (*router)->Shutdown(kShutdownGrace);
@@ -138,11 +142,21 @@ int RunServe(const ServeOptions& options) {
         control,
         [&]() -> asio::awaitable<void> {
           co_await controller.Shutdown(options.keep_instances);
+          // Lets event streams send the deployments' last ("interrupted")
+          // event before the control socket closes.
+          asio::steady_timer flush(control, kEventFlush);
+          co_await flush.async_wait(asio::as_tuple(asio::use_awaitable));
+          (*api)->Stop();
           control.stop();
         },
         asio::detached);
   });
   control.run();
+  // Let what the stop cancelled (event streams, waits) finish while the
+  // controller they refer to still exists.
+  control.restart();
+  for (int i = 0; i < 1000 && control.poll() > 0; ++i) {
+  }
   LogInfo("stopped");
   return 0;
 }

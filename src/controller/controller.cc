@@ -73,7 +73,7 @@ ServiceView Controller::State::View(const ServiceState& s) const {
     const SlotRecord& slot = s.slots[c];
     v.slots[c].release = slot.release;
     v.slots[c].state =
-        slot.release.empty() ? (s.targets[c].empty() ? "empty" : "running") : slot.state;
+        !slot.state.empty() ? slot.state : (s.targets[c].empty() ? "empty" : "running");
     if (static_cast<Color>(c) != s.live && slot.state == "running") {
       Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
       if (spec && spec->retire_at_unix_ms > 0) {
@@ -88,6 +88,12 @@ ServiceView Controller::State::View(const ServiceState& s) const {
   for (int c = 0; c < 2; ++c) {
     for (const InstanceStatus& i : processes.Instances(s.config->name, static_cast<Color>(c))) {
       v.slots[c].logs.push_back(i.spec.log_path);
+      for (TargetView& tv : v.targets[c]) {
+        if (tv.address == fmt::format("127.0.0.1:{}", i.spec.port)) {
+          tv.restarts = i.restarts;
+          tv.last_exit = i.last_exit;
+        }
+      }
     }
   }
   if (s.active) v.deployment = s.active->record;
@@ -250,13 +256,15 @@ Status Controller::Start() {
           Result<std::vector<uint16_t>> started = StartInstances(st, s, color, slot.release, *spec);
           if (!started) return std::unexpected(started.error());
           ports = *started;
+          s.restarted_live = true;
         } else {
           slot.state = "stopped";
           st.SaveSlot(s, color);
         }
         for (uint16_t port : ports) {
+          // Adopted instances serve already; restarted ones must prove it.
           Result<TargetPtr> t = st.MakeTarget(s, color, HostPort{"127.0.0.1", port},
-                                              /*start_healthy=*/true);
+                                              /*start_healthy=*/!s.restarted_live);
           if (!t) return std::unexpected(t.error());
           targets.push_back(std::move(*t));
         }
@@ -286,6 +294,25 @@ Status Controller::Start() {
   }
   st.table = st.BuildTable();
   return {};
+}
+
+asio::awaitable<void> Controller::WaitForRestartedReleases() {
+  State& st = *state_;
+  asio::steady_timer poll(st.control);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    bool waiting = false;
+    for (const ServiceState& s : st.services) {
+      if (!s.restarted_live) continue;
+      if (std::chrono::steady_clock::now() - start >= s.config->health.deadline) continue;
+      for (const TargetPtr& t : s.targets[static_cast<int>(s.live)]) {
+        waiting = waiting || !t->healthy.load(std::memory_order_relaxed);
+      }
+    }
+    if (!waiting) co_return;
+    poll.expires_after(Millis(50));
+    co_await poll.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
 }
 
 std::shared_ptr<const RouteTable> Controller::table() const { return state_->table; }

@@ -31,6 +31,8 @@ struct TargetView {
   bool healthy = false;
   int64_t in_flight = 0;
   std::string health_error;  // why the last health check failed; empty when it passed
+  int restarts = 0;          // process driver: times its instance was restarted
+  std::string last_exit;     // process driver: how its instance last exited
 };
 
 // What one color of a service runs.
@@ -89,6 +91,11 @@ class Controller {
   // the targets, starts their health checks and builds the first route table.
   // Called once, before the router starts.
   [[nodiscard]] Status Start();
+
+  // Completes once every live release that Start() had to start again (its
+  // instances did not outlive the previous daemon) is healthy, or its
+  // health deadline passed: traffic then reaches a release that is ready.
+  boost::asio::awaitable<void> WaitForRestartedReleases();
 
   // The route table the router must serve now.
   std::shared_ptr<const RouteTable> table() const;

@@ -62,6 +62,7 @@ struct ServiceState {
   std::shared_ptr<ShardedStats> unrouted[2];
   SlotRecord slots[2];
   std::shared_ptr<Deployment> active;
+  bool restarted_live = false;  // Start() had to start the live release again
   // Ends the previous release's rollback window.
   std::unique_ptr<boost::asio::steady_timer> retire_timer;
 };

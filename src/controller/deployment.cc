@@ -7,11 +7,14 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cctype>
 #include <ctime>
+#include <variant>
 
 #include "checks/checks.h"
 #include "common/log.h"
@@ -26,6 +29,7 @@ namespace cutover {
 namespace asio = boost::asio;
 using Json = nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
+using namespace boost::asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -315,6 +319,17 @@ asio::awaitable<void> Nap(Deployment& d, Millis duration) {
   co_await d.wake->async_wait(kTuple);
 }
 
+// Completes once an abort was asked (or the daemon stops).
+asio::awaitable<void> WaitForAbort(Deployment& d, const Controller::State& st) {
+  // Cancelled when the check finishes first: stop quietly, not by throwing.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  while (!d.abort_requested && !st.shutting_down) {
+    co_await Nap(d, Millis(60'000));
+    asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) co_return;
+  }
+}
+
 std::string HealthProblem(Controller::State& st, const ServiceState& s, Color color) {
   std::string out;
   for (const TargetPtr& t : s.targets[static_cast<int>(color)]) {
@@ -357,6 +372,9 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
     return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", req.service));
   }
   if (Status valid = ValidateRelease(req.release); !valid) return std::unexpected(valid.error());
+  if (st.shutting_down) {
+    return MakeError(ErrorCode::kUnavailable, "the daemon is stopping; deploy after it restarts");
+  }
   const ServiceConfig& sc = *s->config;
   if (s->active) {
     return MakeError(ErrorCode::kConflict,
@@ -392,6 +410,10 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
               std::string::npos) {
         return MakeError(ErrorCode::kInvalidArgument,
                          fmt::format("env: {} is not a valid variable name", Quoted(k)));
+      }
+      if (k == "PORT" || k.starts_with("CUTOVER_")) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("env: {} is set by cutover for every instance", Quoted(k)));
       }
       spec.env.emplace_back(k, v);
     }
@@ -460,7 +482,8 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
   }
   const Color prev = Other(s->live);
   const SlotRecord& slot = s->slots[static_cast<int>(prev)];
-  bool has_spec = !slot.release.empty() && !slot.spec_json.empty();
+  // A static color's configured targets have no label but a stored spec.
+  bool has_spec = !slot.spec_json.empty();
   if (!has_spec && s->targets[static_cast<int>(prev)].empty()) {
     return MakeError(ErrorCode::kConflict,
                      fmt::format("service '{}': there is no previous release on {} to roll "
@@ -555,8 +578,8 @@ Result<DeploymentRecord> Controller::GetDeployment(std::string_view service, int
     return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
   }
   Result<DeploymentRecord> d = state_->store.Deployment(id);
-  if (!d) return d;
-  if (d->service != service) {
+  if (!d && d.error().code != ErrorCode::kNotFound) return d;
+  if (!d || d->service != service) {
     return MakeError(ErrorCode::kNotFound,
                      fmt::format("service '{}' has no deployment {}", service, id));
   }
@@ -573,6 +596,8 @@ void Controller::Unsubscribe(uint64_t id) { state_->listeners.erase(id); }
 
 asio::awaitable<void> Controller::Shutdown(bool keep_instances) {
   State& st = *state_;
+  // From here on the deployments' own coroutines stop writing the journal.
+  st.shutting_down = true;
   for (ServiceState& s : st.services) {
     if (s.retire_timer) s.retire_timer->cancel();
     if (!s.active) continue;
@@ -598,7 +623,6 @@ asio::awaitable<void> Controller::Shutdown(bool keep_instances) {
     }
     s.active->wake->cancel();
   }
-  st.shutting_down = true;
   if (!keep_instances) co_await st.processes.StopAll();
 }
 
@@ -641,7 +665,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
     s.active.reset();
     st.table = st.BuildTable();
     co_await PublishTable(st);
-    journal.Finish(outcome, message + "; live traffic is untouched");
+    // The step holds the whole story (log tails, output); the summary is its
+    // first line.
+    journal.Finish(outcome, message.substr(0, message.find('\n')) + " (live traffic is untouched)");
     LogWarn("service '{}': deployment {} of {} {}: {}", sc.name, id, d.record.release, outcome,
             message);
   };
@@ -660,7 +686,8 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
           "first release of {}: it lands on {} and goes live once healthy "
           "and checked",
           sc.name, ColorName(color));
-    } else if (!s.targets[static_cast<int>(color)].empty() || slot.state == "running") {
+    } else if (slot.state == "running" || slot.state == "starting" ||
+               (process && !s.targets[static_cast<int>(color)].empty())) {
       if (s.retire_timer) s.retire_timer->cancel();
       std::string old = slot.release.empty() ? std::string("the configured targets") : slot.release;
       st.SetTargets(s, color, {});
@@ -796,7 +823,14 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
         continue;
       }
       journal.Update("running", fmt::format("running {}", CheckName(check)));
-      CheckResult result = co_await RunCheck(check, ctx);
+      // An abort cancels the check that is running (its command is killed).
+      std::variant<CheckResult, std::monostate> raced =
+          co_await (RunCheck(check, ctx) || WaitForAbort(d, st));
+      if (raced.index() == 1) {
+        co_await fail("aborted", abort_message() + " while " + CheckName(check) + " ran");
+        co_return;
+      }
+      CheckResult result = std::get<0>(std::move(raced));
       if (aborted()) {
         co_await fail("aborted", abort_message());
         co_return;
@@ -913,6 +947,10 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   }
   st.ArmRetire(s);
   s.active.reset();
+  // The preview goes back to the idle color (a first deployment had it on
+  // the color it landed on).
+  st.table = st.BuildTable();
+  co_await PublishTable(st);
   if (d.rollback) {
     // The release rolled back from keeps its record, marked as such.
     Result<std::vector<DeploymentRecord>> recent = st.store.Deployments(sc.name, 20);

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "common/log.h"
@@ -137,7 +138,12 @@ struct ProcessSupervisor::Instance {
 
 ProcessSupervisor::ProcessSupervisor(asio::io_context& control, std::string state_dir,
                                      PortRange ports)
-    : control_(control), state_dir_(std::move(state_dir)), ports_(ports), boot_id_(BootId()) {}
+    : control_(control), state_dir_(std::move(state_dir)), ports_(ports), boot_id_(BootId()) {
+  // Daemons sharing a range start at different places in it, so that two of
+  // them rarely hand out the same port before either instance has bound it.
+  const uint32_t span = static_cast<uint32_t>(ports_.last) - ports_.first + 1;
+  next_port_offset_ = static_cast<uint32_t>(std::random_device{}() % span);
+}
 
 ProcessSupervisor::~ProcessSupervisor() {
   for (auto& [key, list] : instances_) {

@@ -715,6 +715,7 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
   std::string_view error_what;
   bool upstream_write_failed = false;
   bool fresh = false;
+  bool moved_on_close = false;
   StatsShard* stats = nullptr;
   for (;;) {
     SendResult sr = co_await OpenAndSend(route, &target, fresh, first_body);
@@ -796,6 +797,15 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
     }
     if (ho == HeadOutcome::kClosedSilently) {
       target->healthy.store(false, std::memory_order_relaxed);  // passive ejection
+      // A target that died with the request in hand (a crashed instance):
+      // a request that may be repeated goes once to another target.
+      Target* other = moved_on_close ? nullptr : worker_.PickTarget(route, color, target);
+      if (other != nullptr && idempotent_ && bytes_in == prefix && body_done) {
+        moved_on_close = true;
+        target = other;
+        fresh = false;
+        continue;
+      }
     }
     error_status = ho == HeadOutcome::kTimedOut ? 504 : 502;
     error_what = ho == HeadOutcome::kTimedOut ? "did not answer in time"
