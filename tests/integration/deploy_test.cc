@@ -49,35 +49,9 @@ constexpr std::string_view kPreviewToken = "preview-secret-0123456789";
 
 json ParseJson(std::string_view text) { return json::parse(text, nullptr, false); }
 
-// Wraps `s` in single quotes for /bin/sh, quotes inside included.
-std::string ShellQuote(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
-// Runs `cutover ARGS...` against `daemon` (stdout and stderr together). A CLI
-// that hangs fails the test instead of stalling it.
+// Runs `cutover ARGS...` against `daemon` (stdout and stderr together).
 CliResult RunCli(const Daemon& daemon, const std::vector<std::string>& args) {
-  std::string cmd = "CUTOVER_CONTROL=" + ShellQuote(daemon.control()) + " timeout -k 5 60 " +
-                    ShellQuote(CutoverBinary());
-  for (const std::string& a : args) cmd += " " + ShellQuote(a);
-  cmd += " 2>&1";
-  CliResult r;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (f == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), n);
-  int status = ::pclose(f);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return daemon.Cli(args);
 }
 
 // A CLI run on its own thread, for commands that follow a deployment while

@@ -108,9 +108,28 @@ Result<ApiResponse> Daemon::Api(std::string_view method, std::string_view path,
   return client.Call(method, path, body);
 }
 
+namespace {
+
+// Wraps `s` in single quotes for /bin/sh, quotes inside included.
+std::string ShellQuote(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+}  // namespace
+
 CliResult Daemon::Cli(const std::vector<std::string>& args) const {
-  std::string cmd = "CUTOVER_CONTROL='" + control_ + "' '" + CutoverBinary() + "'";
-  for (const std::string& a : args) cmd += " '" + a + "'";
+  // Bounded, so that a CLI that hangs fails the test instead of stalling it.
+  std::string cmd =
+      "CUTOVER_CONTROL=" + ShellQuote(control_) + " timeout -k 5 60 " + ShellQuote(CutoverBinary());
+  for (const std::string& a : args) cmd += " " + ShellQuote(a);
   cmd += " 2>&1";
   CliResult r;
   FILE* f = ::popen(cmd.c_str(), "r");

@@ -62,7 +62,8 @@ class Daemon {
   // One call to the control API.
   Result<ApiResponse> Api(std::string_view method, std::string_view path,
                           std::string_view body = {}) const;
-  // Runs `cutover ARGS...` with CUTOVER_CONTROL set to this daemon.
+  // Runs `cutover ARGS...` with CUTOVER_CONTROL set to this daemon; one that
+  // runs over 60 s is killed.
   CliResult Cli(const std::vector<std::string>& args) const;
   // Switches `service` to `color` through the API; fails unless 200.
   Status Switch(const std::string& service, const std::string& color, bool force = false) const;

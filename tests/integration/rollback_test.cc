@@ -227,23 +227,8 @@ class Rollback : public ::testing::Test {
     daemon_ = std::move(*d);
   }
 
-  // `cutover ARGS...` against daemon_, bounded so that a hanging CLI fails
-  // the test instead of stalling it.
-  CliResult Cli(const std::vector<std::string>& args) const {
-    std::string cmd =
-        "CUTOVER_CONTROL='" + daemon_->control() + "' timeout -k 2 30 '" + CutoverBinary() + "'";
-    for (const std::string& a : args) cmd += " '" + a + "'";
-    cmd += " 2>&1";
-    CliResult r;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    if (f == nullptr) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), n);
-    const int status = ::pclose(f);
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-  }
+  // `cutover ARGS...` against daemon_ (bounded in time by the harness).
+  CliResult Cli(const std::vector<std::string>& args) const { return daemon_->Cli(args); }
 
   // `cutover deploy web --release RELEASE` must succeed.
   void Deploy(const std::string& release, std::vector<std::string> extra = {}) {
