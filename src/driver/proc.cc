@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <string_view>
@@ -96,9 +97,20 @@ struct ChildPlan {
   // ignored signals (SIGPIPE) would stay ignored in the command.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
+  // The kernel's own layout, for the signals libc reserves for itself (its
+  // sigaction refuses them): one ignored in the daemon's parent would
+  // otherwise stay ignored in the command.
+  struct KernelSigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)();
+    uint64_t mask;
+  } kernel_dfl{SIG_DFL, 0, nullptr, 0};
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::sigaction(sig, &dfl, nullptr);  // EINVAL for numbers the libc reserves: fine
+    if (::sigaction(sig, &dfl, nullptr) != 0) {
+      ::syscall(SYS_rt_sigaction, sig, &kernel_dfl, nullptr, sizeof(uint64_t));
+    }
   }
   if (::setsid() < 0) ChildFail(plan.error_fd, ChildStep::kSetsid);
   if (::dup2(plan.null_fd, 0) < 0 || ::dup2(plan.log_fd, 1) < 0 || ::dup2(plan.log_fd, 2) < 0) {

@@ -39,7 +39,13 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
   for (int i = 0; i < options.workers; ++i) {
     auto w = std::make_unique<Worker>(static_cast<size_t>(i), options, r->access_log_fd_);
     if (Status s = w->Listen(addresses, /*preview=*/false); !s) return std::unexpected(s.error());
-    if (Status s = w->Listen(preview, /*preview=*/true); !s) return std::unexpected(s.error());
+    // The preview is light traffic: one worker accepts it, on a socket
+    // without SO_REUSEPORT, so that a second daemon configured with the same
+    // preview address fails to start instead of silently taking a share of
+    // its connections.
+    if (i == 0) {
+      if (Status s = w->Listen(preview, /*preview=*/true); !s) return std::unexpected(s.error());
+    }
     if (i == 0) {
       std::vector<HostPort> bound = w->BoundAddresses();
       for (size_t a = 0; a < addresses.size(); ++a) addresses[a].port = bound[a].port;

@@ -56,7 +56,7 @@ Status Worker::Listen(const std::vector<HostPort>& addresses, bool preview) {
     auto acceptor = std::make_unique<tcp::acceptor>(ctx_);
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor->set_option(ReusePort(true), ec);
+    if (!ec && !preview) acceptor->set_option(ReusePort(true), ec);
     if (!ec) acceptor->bind(ep, ec);
     if (!ec) acceptor->listen(4096, ec);
     if (ec) {

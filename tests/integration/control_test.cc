@@ -294,6 +294,38 @@ TEST_F(Control, SecondDaemonThatRefusesToStartTakesNoTraffic) {
   EXPECT_EQ(summary.non_2xx, 0u) << summary.ToString();
 }
 
+// Two daemons for different services on one machine, both left with the
+// same preview address: the second must not quietly share the first's
+// preview connections (and route its checks to the wrong daemon).
+TEST_F(Control, SecondDaemonOnATakenPreviewAddressRefusesToStart) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  auto other_dir = TempDir::Create("cutover-control");
+  ASSERT_TRUE(other_dir);
+  const std::string config = other_dir->File("cutover.yaml");
+  const std::string preview = "127.0.0.1:" + std::to_string(daemon_->preview_port());
+  ASSERT_TRUE(WriteFile(config,
+                        "listen: 127.0.0.1:0\n"
+                        "preview: {listen: " +
+                            preview +
+                            "}\n"
+                            "services:\n"
+                            "  api:\n"
+                            "    hosts: [api.local]\n"
+                            "    driver: {type: static, blue: [127.0.0.1:9]}\n"));
+  ChildOptions o;
+  o.argv = {CutoverBinary(), "serve", "--config", config};
+  o.output_file = other_dir->File("serve.log");
+  o.unset_env = {"CUTOVER_CONTROL"};
+  auto second = ChildProcess::Spawn(o);
+  ASSERT_TRUE(second) << second.error().message;
+  auto exit = second->Wait(DeadlineIn(seconds(15)));
+  ASSERT_TRUE(exit) << "the second daemon kept running: " << second->Output();
+  EXPECT_TRUE(exit->Exited(1)) << exit->ToString() << "\n" << second->Output();
+  EXPECT_NE(second->Output().find("listen " + preview + ": Address already in use"),
+            std::string::npos)
+      << second->Output();
+}
+
 TEST_F(Control, StaleSocketLeftByAKilledDaemonIsReplaced) {
   ASSERT_NO_FATAL_FAILURE(StartAll());
   daemon_->process().Kill();
