@@ -23,24 +23,41 @@ namespace {
 constexpr Millis kKeepAliveEvery{15'000};
 constexpr int kHistoryLimit = 50;
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 HttpResponse DeploymentResponse(int status, const Result<DeploymentRecord>& d) {
   if (!d) return ErrorResponse(d.error());
   return JsonResponse(status, JsonBody(ToJson(*d)));
 }
 
-// Events queued for one stream by the controller's listener, and a timer the
-// listener cancels to wake the stream's coroutine.
-struct Subscription {
-  explicit Subscription(asio::any_io_executor ex) : wake(ex) {}
+// A stream's subscription to the controller's events: they queue here and
+// wake the stream's coroutine. Lives in that coroutine's frame and
+// unsubscribes when the stream ends, however it ends.
+class Subscription {
+ public:
+  // `deployment`: only that deployment's events; 0 for all.
+  Subscription(Controller& controller, asio::any_io_executor executor, int64_t deployment)
+      : wake(executor), controller_(controller) {
+    id_ = controller.Subscribe([this, deployment](const DeploymentEvent& e) {
+      if (deployment != 0 && e.deployment_id != deployment) return;
+      queue.push_back(e);
+      wake.cancel();
+    });
+  }
+  ~Subscription() { controller_.Unsubscribe(id_); }
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
   std::deque<DeploymentEvent> queue;
   asio::steady_timer wake;
+
+ private:
+  Controller& controller_;
+  uint64_t id_ = 0;
 };
+
+// What identifies an event replayed from the journal.
+std::string EventKey(const DeploymentEvent& e) {
+  return e.kind + "|" + e.step + "|" + e.outcome + "|" + e.message;
+}
 
 Result<int64_t> ParseId(std::string_view text) {
   int64_t id = 0;
@@ -51,34 +68,22 @@ Result<int64_t> ParseId(std::string_view text) {
   return id;
 }
 
-// Streams events accepted by `keep` until one for which `last` is true (or
-// the client leaves). `sent` holds events already replayed, to skip.
-asio::awaitable<void> StreamEvents(Controller& controller, SseWriter& out,
-                                   std::shared_ptr<Subscription> sub, uint64_t id,
-                                   std::function<bool(const DeploymentEvent&)> last, bool dedupe,
-                                   std::set<std::string> sent) {
-  struct Unsubscribe {
-    Controller& c;
-    uint64_t id;
-    ~Unsubscribe() { c.Unsubscribe(id); }
-  } unsubscribe{controller, id};
+// Streams the subscription's events until one for which `last` is true (or
+// the client leaves), skipping those already replayed (`replayed` keys).
+asio::awaitable<void> StreamEvents(SseWriter& out, Subscription& sub,
+                                   std::function<bool(const DeploymentEvent&)> last,
+                                   const std::set<std::string>& replayed) {
   for (;;) {
-    while (!sub->queue.empty()) {
-      DeploymentEvent e = std::move(sub->queue.front());
-      sub->queue.pop_front();
-      std::string data = ToJson(e).dump();
-      if (dedupe) {
-        // Skips what the replay of the journal already sent.
-        std::string key = e.kind + "|" + e.step + "|" + e.outcome + "|" + e.message;
-        if (sent.contains(key)) continue;
-        sent.insert(key);
-      }
-      if (!co_await out.Send(e.kind, data)) co_return;
+    while (!sub.queue.empty()) {
+      DeploymentEvent e = std::move(sub.queue.front());
+      sub.queue.pop_front();
+      if (replayed.contains(EventKey(e))) continue;
+      if (!co_await out.Send(e.kind, ToJson(e).dump())) co_return;
       if (last && last(e)) co_return;
     }
-    sub->wake.expires_after(kKeepAliveEvery);
-    co_await sub->wake.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (sub->queue.empty() && !co_await out.KeepAlive()) co_return;
+    sub.wake.expires_after(kKeepAliveEvery);
+    co_await sub.wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (sub.queue.empty() && !co_await out.KeepAlive()) co_return;
   }
 }
 
@@ -133,23 +138,15 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
         Result<int64_t> id = ParseId(params.Get("id"));
         if (!id) co_return ErrorResponse(id.error());
         std::string name(params.Get("name"));
-        auto sub = std::make_shared<Subscription>(co_await asio::this_coro::executor);
         const int64_t want = *id;
-        uint64_t listener = controller.Subscribe([sub, want](const DeploymentEvent& e) {
-          if (e.deployment_id != want) return;
-          sub->queue.push_back(e);
-          sub->wake.cancel();
-        });
+        Subscription sub(controller, co_await asio::this_coro::executor, want);
         // Subscribed first, then the journal: nothing falls between.
         Result<DeploymentRecord> d = controller.GetDeployment(name, want);
-        if (!d) {
-          controller.Unsubscribe(listener);
-          co_return ErrorResponse(d.error());
-        }
-        std::set<std::string> sent;
+        if (!d) co_return ErrorResponse(d.error());
+        std::set<std::string> replayed;
         for (const StepRecord& step : d->steps) {
           if (step.outcome == "pending") continue;
-          int64_t end = step.finished_unix_ms != 0 ? step.finished_unix_ms : NowMs();
+          int64_t end = step.finished_unix_ms != 0 ? step.finished_unix_ms : NowUnixMs();
           DeploymentEvent e{d->id,
                             d->service,
                             d->release,
@@ -159,11 +156,8 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
                             end - step.started_unix_ms,
                             step.message,
                             end};
-          sent.insert(e.kind + "|" + e.step + "|" + e.outcome + "|" + e.message);
-          if (!co_await out.Send("step", ToJson(e).dump())) {
-            controller.Unsubscribe(listener);
-            co_return std::nullopt;
-          }
+          replayed.insert(EventKey(e));
+          if (!co_await out.Send("step", ToJson(e).dump())) co_return std::nullopt;
         }
         if (d->outcome != "running") {
           DeploymentEvent e{d->id,
@@ -176,28 +170,19 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
                             d->message,
                             d->finished_unix_ms};
           co_await out.Send("finished", ToJson(e).dump());
-          controller.Unsubscribe(listener);
           co_return std::nullopt;
         }
         co_await StreamEvents(
-            controller, out, sub, listener,
-            [](const DeploymentEvent& e) { return e.kind == "finished"; }, true, std::move(sent));
+            out, sub, [](const DeploymentEvent& e) { return e.kind == "finished"; }, replayed);
         co_return std::nullopt;
       });
   routes.AddStream(verb::get, "/v1/events",
                    [&controller](const HttpRequest&, const PathParams&,
                                  SseWriter& out) -> asio::awaitable<std::optional<HttpResponse>> {
-                     auto sub = std::make_shared<Subscription>(co_await asio::this_coro::executor);
-                     uint64_t listener = controller.Subscribe([sub](const DeploymentEvent& e) {
-                       sub->queue.push_back(e);
-                       sub->wake.cancel();
-                     });
+                     Subscription sub(controller, co_await asio::this_coro::executor, 0);
                      // Starts the stream at once, so that a client knows it is subscribed.
-                     if (!co_await out.KeepAlive()) {
-                       controller.Unsubscribe(listener);
-                       co_return std::nullopt;
-                     }
-                     co_await StreamEvents(controller, out, sub, listener, nullptr, false, {});
+                     if (!co_await out.KeepAlive()) co_return std::nullopt;
+                     co_await StreamEvents(out, sub, nullptr, {});
                      co_return std::nullopt;
                    });
 }

@@ -132,4 +132,10 @@ Result<uint64_t> ParseByteSize(std::string_view s) {
   return value * mult;
 }
 
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace cutover

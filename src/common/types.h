@@ -39,6 +39,9 @@ Result<Millis> ParseDuration(std::string_view s);
 // Formats a duration the way ParseDuration reads it ("1500ms" -> "1.5s").
 std::string FormatDuration(Millis d);
 
+// The wall clock, in milliseconds since the Unix epoch.
+int64_t NowUnixMs();
+
 // "'text'": how messages quote a value the user wrote.
 std::string Quoted(std::string_view s);
 

@@ -591,6 +591,27 @@ void ReadDriver(Checker& checker, const Field& field, DriverConfig& driver) {
   }
 }
 
+// Nothing that would end or break the request line it is sent on.
+bool HasNoSpaceOrControl(std::string_view text) {
+  return std::none_of(text.begin(), text.end(),
+                      [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
+}
+
+// A path sent in a request line (health checks, checks): absolute, no spaces.
+std::optional<std::string> ReadUrlPath(Checker& checker, const Field& field) {
+  std::optional<std::string> path = checker.String(field, "a URL path");
+  if (!path) return std::nullopt;
+  if (!path->starts_with('/')) {
+    checker.Report(field, Quote(*path) + " must start with '/'");
+    return std::nullopt;
+  }
+  if (!HasNoSpaceOrControl(*path)) {
+    checker.Report(field, Quote(*path) + " must not contain spaces or control characters");
+    return std::nullopt;
+  }
+  return path;
+}
+
 void ReadHealth(Checker& checker, const Field& field, HealthConfig& health) {
   std::optional<MapReader> map = checker.Map(field, "a map of health check settings");
   if (!map) return;
@@ -602,13 +623,7 @@ void ReadHealth(Checker& checker, const Field& field, HealthConfig& health) {
     }
   }
   if (std::optional<Field> f = map->Get("path")) {
-    if (std::optional<std::string> path = checker.String(*f, "a URL path")) {
-      if (!path->starts_with('/')) {
-        checker.Report(*f, Quote(*path) + " must start with '/'");
-      } else {
-        health.path = *path;
-      }
-    }
+    if (std::optional<std::string> path = ReadUrlPath(checker, *f)) health.path = *path;
   }
   std::optional<Field> interval_field = map->Get("interval");
   std::optional<Field> timeout_field = map->Get("timeout");
@@ -695,12 +710,6 @@ bool IsMethod(std::string_view method) {
   });
 }
 
-// Nothing that would end or break the request line it is sent on.
-bool HasNoSpaceOrControl(std::string_view text) {
-  return std::none_of(text.begin(), text.end(),
-                      [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
-}
-
 // A header field name: an RFC 9110 token.
 bool IsHeaderName(std::string_view name) {
   constexpr std::string_view kTokenPunctuation = "!#$%&'*+-.^_`|~";
@@ -785,14 +794,8 @@ void ReadRequestKeys(Checker& checker, const MapReader& map, CheckRequest& req) 
   if (std::optional<Field> f = map.Get("path")) {
     if (request) {
       checker.Report(*f, "cannot be given with request, which already names the path");
-    } else if (std::optional<std::string> path = checker.String(*f, "a URL path")) {
-      if (!path->starts_with('/')) {
-        checker.Report(*f, Quote(*path) + " must start with '/'");
-      } else if (!HasNoSpaceOrControl(*path)) {
-        checker.Report(*f, Quote(*path) + " must not contain spaces or control characters");
-      } else {
-        req.path = *path;
-      }
+    } else if (std::optional<std::string> path = ReadUrlPath(checker, *f)) {
+      req.path = *path;
     }
   }
   if (std::optional<Field> f = map.Get("headers")) ReadHeaders(checker, *f, req.headers);

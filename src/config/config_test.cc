@@ -841,6 +841,13 @@ TEST(HealthTest, PathMustStartWithSlash) {
             Lines{"cutover.yaml:6:20: services.web.health.path: 'healthz' must start with '/'"});
 }
 
+// The path goes into the probe's request line as it is.
+TEST(HealthTest, PathMustNotContainSpaces) {
+  EXPECT_EQ(Errors(WithHealth("{path: \"/up now\"}")),
+            Lines{"cutover.yaml:6:20: services.web.health.path: '/up now' must not contain "
+                  "spaces or control characters"});
+}
+
 TEST(HealthTest, IntervalMustBePositive) {
   EXPECT_EQ(Errors(WithHealth("{interval: 0s}")),
             Lines{"cutover.yaml:6:24: services.web.health.interval: '0s' must be greater than 0"});

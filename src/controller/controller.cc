@@ -77,21 +77,17 @@ ServiceView Controller::State::View(const ServiceState& s) const {
     if (static_cast<Color>(c) != s.live && slot.state == "running") {
       Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
       if (spec && spec->retire_at_unix_ms > 0) {
-        std::time_t t = static_cast<std::time_t>(spec->retire_at_unix_ms / 1000);
-        std::tm tm{};
-        gmtime_r(&t, &tm);
-        v.slots[c].note = fmt::format("kept for rollback until {:02}:{:02}:{:02} UTC", tm.tm_hour,
-                                      tm.tm_min, tm.tm_sec);
+        v.slots[c].note = "kept for rollback until " + ClockTime(spec->retire_at_unix_ms);
       }
     }
   }
   for (int c = 0; c < 2; ++c) {
     for (const InstanceStatus& i : processes.Instances(s.config->name, static_cast<Color>(c))) {
       v.slots[c].logs.push_back(i.spec.log_path);
-      for (TargetView& tv : v.targets[c]) {
-        if (tv.address == fmt::format("127.0.0.1:{}", i.spec.port)) {
-          tv.restarts = i.restarts;
-          tv.last_exit = i.last_exit;
+      for (size_t t = 0; t < s.targets[c].size(); ++t) {
+        if (s.targets[c][t]->address.port == i.spec.port) {
+          v.targets[c][t].restarts = i.restarts;
+          v.targets[c][t].last_exit = i.last_exit;
         }
       }
     }
@@ -138,12 +134,6 @@ void Controller::State::SaveSlot(ServiceState& s, Color color) {
   if (!saved)
     LogWarn("service '{}': saving the {} slot: {}", s.config->name, ColorName(color),
             saved.error().message);
-}
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 Controller::Controller(asio::io_context& control, const Config& config, Store& store,
@@ -326,7 +316,7 @@ std::vector<ServiceView> Controller::ListServices() const {
 Result<ServiceView> Controller::GetService(std::string_view name) const {
   ServiceState* s = state_->Find(name);
   if (s == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", name));
+    return std::unexpected(NoSuchService(name));
   }
   return state_->View(*s);
 }
@@ -336,7 +326,7 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
   State& st = *state_;
   ServiceState* s = st.Find(name);
   if (s == nullptr) {
-    co_return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", name));
+    co_return std::unexpected(NoSuchService(name));
   }
   if (s->active) {
     co_return MakeError(ErrorCode::kConflict,
@@ -368,20 +358,9 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
     co_return std::unexpected(saved.error().Wrap(fmt::format("service '{}': switch", name)));
   }
   s->live = to;
-  st.table = st.BuildTable();
-  co_await PublishAndWait(st.table);
+  co_await PublishTable(st);
   LogInfo("service '{}': switched {} by {}", name, detail, actor);
   co_return st.View(*s);
-}
-
-asio::awaitable<void> Controller::PublishAndWait(std::shared_ptr<const RouteTable> table) {
-  State& st = *state_;
-  auto done =
-      std::make_shared<asio::steady_timer>(st.control, asio::steady_timer::time_point::max());
-  asio::io_context& control = st.control;
-  st.router.Publish(std::move(table),
-                    [done, &control] { asio::post(control, [done] { done->cancel(); }); });
-  co_await done->async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 std::string Controller::PrometheusMetrics() const {

@@ -144,8 +144,6 @@ class Controller {
   struct State;
 
  private:
-  // Hands `table` to the router and resumes once every worker took it.
-  boost::asio::awaitable<void> PublishAndWait(std::shared_ptr<const RouteTable> table);
   boost::asio::awaitable<void> RunDeployment(std::string service, int64_t id);
 
   std::unique_ptr<State> state_;

@@ -99,14 +99,19 @@ struct Controller::State {
   void ArmRetire(ServiceState& s);
 };
 
-int64_t NowUnixMs();
-
 // Starts spec.instances instances of `release` on `color` (process driver),
 // each on a newly allocated port; records the ports in `spec`.
 Result<std::vector<uint16_t>> StartInstances(Controller::State& st, ServiceState& s, Color color,
                                              const std::string& release, ReleaseSpec& spec);
 
-// Publishes st.table and resumes once every router worker took it.
+// Rebuilds st.table from the services' state, publishes it and resumes once
+// every router worker took it.
 boost::asio::awaitable<void> PublishTable(Controller::State& st);
+
+// "14:05:00 UTC": a wall-clock time of day as the CLI and status show it.
+std::string ClockTime(int64_t unix_ms);
+
+// kNotFound naming the service.
+Error NoSuchService(std::string_view name);
 
 }  // namespace cutover

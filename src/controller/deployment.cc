@@ -41,13 +41,6 @@ constexpr int kMaxStartingRestarts = 3;
 constexpr int kLogTailLines = 20;
 constexpr size_t kMaxReleaseLabel = 64;
 
-std::string ClockTime(int64_t unix_ms) {
-  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  return fmt::format("{:02}:{:02}:{:02} UTC", tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 Status ValidateRelease(std::string_view release) {
   if (release.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "a release label is required (e.g. v42)");
@@ -79,12 +72,6 @@ std::string LogPath(const Config& config, std::string_view service, std::string_
 std::vector<std::string_view> PlannedSteps(bool rollback) {
   if (rollback) return {"start", "healthy", "switch"};
   return {"prepare", "start", "healthy", "check", "approve", "switch", "settle"};
-}
-
-HostPort Reachable(HostPort hp) {
-  if (hp.host.empty() || hp.host == "0.0.0.0") hp.host = "127.0.0.1";
-  if (hp.host == "::") hp.host = "::1";
-  return hp;
 }
 
 }  // namespace
@@ -202,7 +189,6 @@ void Controller::State::ArmRetire(ServiceState& s) {
           LogInfo("service '{}': the rollback window of {} closed; stopping it on {}",
                   sp->config->name, release, ColorName(idle));
           SetTargets(*sp, idle, {});
-          table = BuildTable();
           co_await PublishTable(*this);
           if (sp->config->driver.type == DriverType::kProcess) {
             co_await processes.Stop(sp->config->name, idle);
@@ -221,7 +207,19 @@ void Controller::State::ArmRetire(ServiceState& s) {
   });
 }
 
+std::string ClockTime(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:02}:{:02}:{:02} UTC", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+Error NoSuchService(std::string_view name) {
+  return Error{ErrorCode::kNotFound, fmt::format("no service named '{}'", name)};
+}
+
 asio::awaitable<void> PublishTable(Controller::State& st) {
+  st.table = st.BuildTable();
   auto done =
       std::make_shared<asio::steady_timer>(st.control, asio::steady_timer::time_point::max());
   asio::io_context& control = st.control;
@@ -369,7 +367,7 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
   State& st = *state_;
   ServiceState* s = st.Find(req.service);
   if (s == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", req.service));
+    return std::unexpected(NoSuchService(req.service));
   }
   if (Status valid = ValidateRelease(req.release); !valid) return std::unexpected(valid.error());
   if (st.shutting_down) {
@@ -378,17 +376,15 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
   const ServiceConfig& sc = *s->config;
   if (s->active) {
     return MakeError(ErrorCode::kConflict,
-                     fmt::format(
-                         "service '{}': deployment {} of {} is already running (step {})", sc.name,
-                         s->active->record.id, s->active->record.release,
-                         s->active->record.steps.empty() ? std::string("prepare") : [&] {
-                           for (const StepRecord& step : s->active->record.steps) {
-                             if (step.outcome == "running" || step.outcome == "waiting") {
-                               return step.name;
-                             }
-                           }
-                           return std::string("prepare");
-                         }()));
+                     fmt::format("service '{}': deployment {} of {} is already running (step {})",
+                                 sc.name, s->active->record.id, s->active->record.release, [&] {
+                                   for (const StepRecord& step : s->active->record.steps) {
+                                     if (step.outcome == "running" || step.outcome == "waiting") {
+                                       return step.name;
+                                     }
+                                   }
+                                   return std::string("prepare");
+                                 }()));
   }
   auto d = std::make_shared<Deployment>();
   d->first = !s->released;
@@ -455,11 +451,10 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
   for (std::string_view step : PlannedSteps(false)) {
     d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
   }
+  d->record.started_unix_ms = NowUnixMs();
   Result<int64_t> id = st.store.CreateDeployment(d->record);
   if (!id) return std::unexpected(id.error().Wrap("journal the deployment"));
   d->record.id = *id;
-  Result<DeploymentRecord> stored = st.store.Deployment(*id);
-  if (stored) d->record.started_unix_ms = stored->started_unix_ms;
   d->wake = std::make_unique<asio::steady_timer>(st.control);
   s->active = d;
   LogInfo("service '{}': deployment {} of {} to {} started by {}", sc.name, *id, req.release,
@@ -472,7 +467,7 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
   State& st = *state_;
   ServiceState* s = st.Find(service);
   if (s == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+    return std::unexpected(NoSuchService(service));
   }
   if (s->active) {
     return MakeError(ErrorCode::kConflict,
@@ -516,11 +511,10 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
   for (std::string_view step : PlannedSteps(true)) {
     d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
   }
+  d->record.started_unix_ms = NowUnixMs();
   Result<int64_t> id = st.store.CreateDeployment(d->record);
   if (!id) return std::unexpected(id.error().Wrap("journal the rollback"));
   d->record.id = *id;
-  Result<DeploymentRecord> stored = st.store.Deployment(*id);
-  if (stored) d->record.started_unix_ms = stored->started_unix_ms;
   d->wake = std::make_unique<asio::steady_timer>(st.control);
   s->active = d;
   asio::co_spawn(st.control, RunDeployment(std::string(service), *id), asio::detached);
@@ -530,7 +524,7 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
 Result<DeploymentRecord> Controller::Promote(std::string_view service, std::string_view actor) {
   ServiceState* s = state_->Find(service);
   if (s == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+    return std::unexpected(NoSuchService(service));
   }
   if (!s->active || s->active->rollback) {
     return MakeError(ErrorCode::kConflict,
@@ -545,7 +539,7 @@ Result<DeploymentRecord> Controller::Promote(std::string_view service, std::stri
 Result<DeploymentRecord> Controller::Abort(std::string_view service, std::string_view actor) {
   ServiceState* s = state_->Find(service);
   if (s == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+    return std::unexpected(NoSuchService(service));
   }
   if (!s->active) {
     return MakeError(ErrorCode::kConflict,
@@ -568,14 +562,14 @@ Result<DeploymentRecord> Controller::Abort(std::string_view service, std::string
 Result<std::vector<DeploymentRecord>> Controller::Deployments(std::string_view service,
                                                               int limit) const {
   if (state_->Find(service) == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+    return std::unexpected(NoSuchService(service));
   }
   return state_->store.Deployments(service, limit);
 }
 
 Result<DeploymentRecord> Controller::GetDeployment(std::string_view service, int64_t id) const {
   if (state_->Find(service) == nullptr) {
-    return MakeError(ErrorCode::kNotFound, fmt::format("no service named '{}'", service));
+    return std::unexpected(NoSuchService(service));
   }
   Result<DeploymentRecord> d = state_->store.Deployment(id);
   if (!d && d.error().code != ErrorCode::kNotFound) return d;
@@ -654,7 +648,6 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
     if (st.shutting_down) co_return;
     if (started && !(d.rollback && previous_slot.state == "running")) {
       st.SetTargets(s, color, {});
-      st.table = st.BuildTable();
       co_await PublishTable(st);
       if (process) co_await st.processes.Stop(sc.name, color);
       SlotRecord& slot = s.slots[static_cast<int>(color)];
@@ -663,8 +656,8 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       st.SaveSlot(s, color);
     }
     s.active.reset();
-    st.table = st.BuildTable();
-    co_await PublishTable(st);
+    // A first deployment had the preview on the color it landed on.
+    if (d.first) co_await PublishTable(st);
     // The step holds the whole story (log tails, output); the summary is its
     // first line.
     journal.Finish(outcome, message.substr(0, message.find('\n')) + " (live traffic is untouched)");
@@ -691,7 +684,6 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       if (s.retire_timer) s.retire_timer->cancel();
       std::string old = slot.release.empty() ? std::string("the configured targets") : slot.release;
       st.SetTargets(s, color, {});
-      st.table = st.BuildTable();
       co_await PublishTable(st);
       if (process) co_await st.processes.Stop(sc.name, color);
       slot.state = "stopped";
@@ -755,10 +747,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
     }
     st.SetTargets(s, color, std::move(targets));
     SlotRecord& slot = s.slots[static_cast<int>(color)];
-    slot = SlotRecord{d.record.release, "starting", d.spec.ToJson(), 0};
-    st.SaveSlot(s, color);
     d.record.spec_json = d.spec.ToJson();
-    st.table = st.BuildTable();
+    slot = SlotRecord{d.record.release, "starting", d.record.spec_json, 0};
+    st.SaveSlot(s, color);
     co_await PublishTable(st);
     journal.End("ok", message);
   }
@@ -805,8 +796,8 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
     CheckContext ctx;
     const std::vector<HostPort>& preview = st.router.bound_preview_addresses();
     const std::vector<HostPort>& live = st.router.bound_addresses();
-    if (!preview.empty()) ctx.preview = Reachable(preview.front());
-    if (!live.empty()) ctx.live = Reachable(live.front());
+    if (!preview.empty()) ctx.preview = preview.front();
+    if (!live.empty()) ctx.live = live.front();
     ctx.host = sc.hosts.empty() || sc.hosts.front() == "*" ? "localhost" : sc.hosts.front();
     ctx.preview_token = st.config.preview.token;
     ctx.release = d.record.release;
@@ -923,7 +914,6 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       st.SaveSlot(s, from);
     }
   }
-  st.table = st.BuildTable();
   co_await PublishTable(st);
   journal.End("ok", detail + "; every router worker routes by it");
   // Observing the new release's figures comes here.
@@ -947,10 +937,8 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   }
   st.ArmRetire(s);
   s.active.reset();
-  // The preview goes back to the idle color (a first deployment had it on
-  // the color it landed on).
-  st.table = st.BuildTable();
-  co_await PublishTable(st);
+  // A first deployment had the preview on the color it landed on.
+  if (d.first) co_await PublishTable(st);
   if (d.rollback) {
     // The release rolled back from keeps its record, marked as such.
     Result<std::vector<DeploymentRecord>> recent = st.store.Deployments(sc.name, 20);
