@@ -109,12 +109,24 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
       std::string name(params.Get("name"));
       if (what == "promote") co_return DeploymentResponse(200, controller.Promote(name, *actor));
       if (what == "abort") co_return DeploymentResponse(200, controller.Abort(name, *actor));
-      co_return DeploymentResponse(202, controller.Rollback(name, *actor));
+      auto force = ParseRollbackRequest(request.body());
+      if (!force) co_return ErrorResponse(force.error());
+      co_return DeploymentResponse(202, controller.Rollback(name, *actor, *force));
     };
   };
   routes.Add(verb::post, "/v1/services/{name}/promote", action("promote"));
   routes.Add(verb::post, "/v1/services/{name}/abort", action("abort"));
   routes.Add(verb::post, "/v1/services/{name}/rollback", action("rollback"));
+  routes.Add(verb::post, "/v1/services/{name}/contract",
+             [&controller](const HttpRequest& request,
+                           const PathParams& params) -> asio::awaitable<HttpResponse> {
+               auto actor = RequestActor(request);
+               if (!actor) co_return ErrorResponse(actor.error());
+               Result<ContractResult> result =
+                   co_await controller.Contract(std::string(params.Get("name")), *actor);
+               if (!result) co_return ErrorResponse(result.error());
+               co_return JsonResponse(200, JsonBody(ToJson(*result)));
+             });
   routes.Add(
       verb::get, "/v1/services/{name}/deployments",
       [&controller](const HttpRequest&, const PathParams& params) -> asio::awaitable<HttpResponse> {

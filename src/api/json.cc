@@ -414,6 +414,74 @@ ErrorCode ErrorCodeFromName(std::string_view name) {
   return ErrorCode::kInternal;
 }
 
+Result<bool> ParseRollbackRequest(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return false;
+  auto json = ParseJson(body);
+  if (!json) return std::unexpected(json.error().Wrap("body"));
+  if (!json->is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "body: expected nothing or {\"force\": true}, got " + Describe(*json));
+  }
+  bool force = false;
+  for (const auto& [key, value] : json->items()) {
+    if (key != "force") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "body: unknown field " + Quote(key) + " (expected \"force\")");
+    }
+    if (!value.is_boolean()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "body: 'force' must be true or false, got " + Describe(value));
+    }
+    force = value.get<bool>();
+  }
+  return force;
+}
+
+Json ToJson(const ContractResult& result) {
+  Json files = Json::array();
+  for (const FileRun& f : result.report.files) {
+    files.push_back({{"filename", f.filename},
+                     {"outcome", f.outcome},
+                     {"elapsed_ms", f.elapsed_ms},
+                     {"attempts", f.attempts},
+                     {"message", f.message}});
+  }
+  Json lint = Json::array();
+  for (const LintFinding& f : result.report.lint) lint.push_back(f.ToString());
+  return {{"retired", result.retired},
+          {"ok", result.report.ok},
+          {"error", result.report.error},
+          {"files", files},
+          {"lint", lint}};
+}
+
+Result<ContractResult> ContractResultFromJson(const Json& json) {
+  if (!json.is_object()) return MakeError(ErrorCode::kInvalidArgument, "expected an object");
+  ContractResult r;
+  r.report.phase = Phase::kContract;
+  r.retired = json.value("retired", "");
+  r.report.ok = json.value("ok", false);
+  r.report.error = json.value("error", "");
+  if (auto it = json.find("files"); it != json.end() && it->is_array()) {
+    for (const Json& f : *it) {
+      if (!f.is_object()) continue;
+      FileRun run;
+      run.filename = f.value("filename", "");
+      run.outcome = f.value("outcome", "");
+      run.elapsed_ms = f.value("elapsed_ms", int64_t{0});
+      run.attempts = f.value("attempts", 1);
+      run.message = f.value("message", "");
+      r.report.files.push_back(std::move(run));
+    }
+  }
+  if (auto it = json.find("lint"); it != json.end() && it->is_array()) {
+    for (const Json& l : *it) {
+      if (l.is_string()) r.report.lint.push_back({.message = l.get<std::string>()});
+    }
+  }
+  return r;
+}
+
 Result<SwitchRequest> ParseSwitchRequest(std::string_view body) {
   constexpr std::string_view kExample = R"({"to":"green"})";
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {

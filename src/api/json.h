@@ -71,4 +71,11 @@ struct SwitchRequest {
 };
 Result<SwitchRequest> ParseSwitchRequest(std::string_view body);
 
+// The body of POST .../rollback: empty, or {"force": true}. Returns force.
+Result<bool> ParseRollbackRequest(std::string_view body);
+
+// What POST .../contract answers.
+Json ToJson(const ContractResult& result);
+Result<ContractResult> ContractResultFromJson(const Json& json);
+
 }  // namespace cutover

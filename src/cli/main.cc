@@ -20,6 +20,7 @@
 
 #include "api/client.h"
 #include "api/json.h"
+#include "cli/migrate.h"
 #include "cli/serve.h"
 #include "config/config.h"
 
@@ -83,10 +84,11 @@ Result<std::string> ControlSocket(const ClientOptions& options) {
 // One request to the daemon. On success the 2xx body; on failure the exit
 // code, its line already printed.
 std::expected<std::string, int> CallDaemon(const ClientOptions& options, std::string_view method,
-                                           std::string_view path, std::string_view body = {}) {
+                                           std::string_view path, std::string_view body = {},
+                                           Millis timeout = ApiClient::kDefaultTimeout) {
   auto socket = ControlSocket(options);
   if (!socket) return std::unexpected(Fail(kExitUsage, socket.error().message));
-  ApiClient client(*socket);
+  ApiClient client(*socket, timeout);
   client.set_actor("cli");
   auto response = client.Call(method, path, body);
   if (!response) {
@@ -378,9 +380,10 @@ int RunAction(const ClientOptions& options, const std::string& service, std::str
   return kExitOk;
 }
 
-int RunRollback(const ClientOptions& options, const std::string& service, bool json) {
+int RunRollback(const ClientOptions& options, const std::string& service, bool json, bool force) {
   auto body =
-      CallDaemon(options, "POST", "/v1/services/" + EncodePathSegment(service) + "/rollback");
+      CallDaemon(options, "POST", "/v1/services/" + EncodePathSegment(service) + "/rollback",
+                 force ? R"({"force":true})" : "");
   if (!body) return body.error();
   auto parsed = ParseJson(*body);
   if (!parsed) return Fail(kExitFailed, "unexpected answer from the daemon");
@@ -388,6 +391,36 @@ int RunRollback(const ClientOptions& options, const std::string& service, bool j
   if (!record) return Fail(kExitFailed, "unexpected answer from the daemon");
   if (!json) fmt::print("{} ({})\n", record->message, ColorName(record->color));
   return FollowDeployment(options, service, record->id, json);
+}
+
+// Contract migrations can take long (a big table): the daemon answers
+// when they are done.
+constexpr Millis kContractTimeout{6 * 3600 * 1000};
+
+int RunContract(const ClientOptions& options, const std::string& service, bool json) {
+  auto body =
+      CallDaemon(options, "POST", "/v1/services/" + EncodePathSegment(service) + "/contract", {},
+                 kContractTimeout);
+  if (!body) return body.error();
+  auto parsed = ParseJson(*body);
+  if (!parsed) return Fail(kExitFailed, "unexpected answer from the daemon");
+  auto result = ContractResultFromJson(*parsed);
+  if (!result) return Fail(kExitFailed, "unexpected answer from the daemon");
+  if (json) {
+    fmt::print("{}\n", parsed->dump());
+    return result->report.ok ? kExitOk : kExitFailed;
+  }
+  if (!result->retired.empty()) fmt::print("{}: {}\n", service, result->retired);
+  for (const LintFinding& f : result->report.lint) fmt::print("{}\n", f.message);
+  if (!result->report.ok) return Fail(kExitFailed, result->report.error);
+  int applied = 0;
+  for (const FileRun& f : result->report.files) {
+    if (f.outcome != "applied") continue;
+    ++applied;
+    fmt::print("{}: applied {} ({})\n", service, f.filename, FormatDuration(Millis(f.elapsed_ms)));
+  }
+  if (applied == 0) fmt::print("{}: no contract migrations to run\n", service);
+  return kExitOk;
 }
 
 std::string FormatTime(int64_t unix_ms) {
@@ -525,7 +558,9 @@ int Main(int argc, char** argv) {
   CLI::App& flip = *app.add_subcommand("switch", "Make a color the live one of a service");
   flip.add_option("service", switch_service, "Service name")->required();
   flip.add_option("--to", switch_to, "blue or green")->required();
-  flip.add_flag("--force", switch_force, "Switch even when that color has no healthy target");
+  flip.add_flag("--force", switch_force,
+                "Switch even when that color has no healthy target, or runs a release older "
+                "than a contract migration that ran");
   AddClientOptions(flip, switch_options);
 
   ClientOptions deploy_options;
@@ -547,7 +582,7 @@ int Main(int argc, char** argv) {
 
   ClientOptions promote_options, abort_options, rollback_options, history_options, logs_options;
   std::string promote_service, abort_service, rollback_service, history_service, logs_service;
-  bool rollback_json = false, history_json = false, logs_follow = false;
+  bool rollback_json = false, rollback_force = false, history_json = false, logs_follow = false;
   std::string logs_color;
   CLI::App& promote =
       *app.add_subcommand("promote", "Let a deployment waiting for approval switch");
@@ -562,6 +597,8 @@ int Main(int argc, char** argv) {
                                            "first if it was stopped)");
   rollback.add_option("service", rollback_service, "Service name")->required();
   rollback.add_flag("--json", rollback_json, "Print one JSON object per event");
+  rollback.add_flag("--force", rollback_force,
+                    "Go back even when a contract migration ran since that release");
   AddClientOptions(rollback, rollback_options);
   CLI::App& history = *app.add_subcommand("history", "List a service's deployments");
   history.add_option("service", history_service, "Service name")->required();
@@ -572,6 +609,38 @@ int Main(int argc, char** argv) {
   logs.add_option("--color", logs_color, "blue or green (default: the live color)");
   logs.add_flag("--follow,-f", logs_follow, "Keep printing what is appended");
   AddClientOptions(logs, logs_options);
+
+  MigrateOptions migrate_options;
+  CLI::App& migrate = *app.add_subcommand(
+      "migrate", "Schema migrations: status, plan, lint, expand, backfill, contract");
+  migrate
+      .add_option("action", migrate_options.action,
+                  "status | plan | lint | expand | backfill | contract")
+      ->required()
+      ->check(CLI::IsMember({"status", "plan", "lint", "expand", "backfill", "contract"}));
+  migrate.add_option("--service", migrate_options.service,
+                     "Service whose config gives the database and folder");
+  migrate.add_option("--config", migrate_options.config,
+                     "Config file (default: $CUTOVER_CONFIG, else ./cutover.yaml)");
+  migrate.add_option("--database", migrate_options.database,
+                     "postgres://... or sqlite:PATH (without --service)");
+  migrate.add_option("--dir", migrate_options.dir, "Folder of migration files (without --service)");
+  migrate.add_option("--release", migrate_options.release,
+                     "Release label recorded with the files it runs (default: manual)");
+  migrate.add_option("--lock-wait", migrate_options.lock_wait,
+                     "How long to wait for another runner (default 2m)");
+  migrate.add_option("--lock-timeout", migrate_options.lock_timeout,
+                     "PostgreSQL lock_timeout for files that set none (default 2s)");
+  migrate.add_flag("--json", migrate_options.json, "Print JSON");
+
+  ClientOptions contract_options;
+  std::string contract_service;
+  bool contract_json = false;
+  CLI::App& contract = *app.add_subcommand(
+      "contract", "End the rollback window now and run the live release's contract migrations");
+  contract.add_option("service", contract_service, "Service name")->required();
+  contract.add_flag("--json", contract_json, "Print the API's JSON as is");
+  AddClientOptions(contract, contract_options);
 
   CLI::App& version = *app.add_subcommand("version", "Print the version");
 
@@ -613,9 +682,13 @@ int Main(int argc, char** argv) {
   if (deploy_cmd) return RunDeploy(deploy_options, deploy);
   if (promote) return RunAction(promote_options, promote_service, "promote");
   if (abort_cmd) return RunAction(abort_options, abort_service, "abort");
-  if (rollback) return RunRollback(rollback_options, rollback_service, rollback_json);
+  if (rollback) {
+    return RunRollback(rollback_options, rollback_service, rollback_json, rollback_force);
+  }
+  if (contract) return RunContract(contract_options, contract_service, contract_json);
   if (history) return RunHistory(history_options, history_service, history_json);
   if (logs) return RunLogs(logs_options, logs_service, logs_color, logs_follow);
+  if (migrate) return RunMigrate(migrate_options);
   if (version) {
     fmt::print("cutover {}\n", CUTOVER_VERSION);
     return kExitOk;

@@ -42,6 +42,9 @@ std::string FormatDuration(Millis d);
 // The wall clock, in milliseconds since the Unix epoch.
 int64_t NowUnixMs();
 
+// "2026-11-26 14:05:00 UTC".
+std::string FormatUtcTime(int64_t unix_ms);
+
 // "'text'": how messages quote a value the user wrote.
 std::string Quoted(std::string_view s);
 

@@ -1076,6 +1076,48 @@ void ReadPromotion(Checker& checker, const Field& field, PromotionConfig& promot
   }
 }
 
+void ReadMigrations(Checker& checker, const Field& field, MigrationsConfig& migrations) {
+  std::optional<MapReader> map = checker.Map(field, "a map with database and dir");
+  if (!map) return;
+  map->AllowOnly({"database", "dir", "lock_timeout", "lock_wait"});
+  if (std::optional<Field> f =
+          map->Require("database", "postgres://USER@HOST:PORT/DB or sqlite:PATH")) {
+    if (std::optional<std::string> url = checker.String(*f, "a database URL")) {
+      if (url->starts_with("postgres://") || url->starts_with("postgresql://")) {
+        migrations.database = *url;
+      } else if (url->starts_with("sqlite:")) {
+        if (std::optional<std::string> path = checker.Path(*f, "sqlite:")) {
+          migrations.database = "sqlite:" + *path;
+        }
+      } else {
+        checker.Report(*f, Quote(*url) +
+                               " is not a database URL (expected postgres://..., "
+                               "postgresql://... or sqlite:PATH)");
+      }
+    }
+  }
+  if (std::optional<Field> f = map->Require("dir", "the folder of the migration files")) {
+    if (std::optional<std::string> dir = checker.Path(*f, "")) {
+      std::error_code ec;
+      if (!fs::is_directory(*dir, ec)) {
+        checker.Report(*f, "folder " + Quote(*dir) + " does not exist");
+      } else {
+        migrations.dir = *dir;
+      }
+    }
+  }
+  if (std::optional<Field> f = map->Get("lock_timeout")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
+      migrations.lock_timeout = *d;
+    }
+  }
+  if (std::optional<Field> f = map->Get("lock_wait")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
+      migrations.lock_wait = *d;
+    }
+  }
+}
+
 // Returns the `listen` value when one was given, for the check against the main listeners.
 std::optional<Field> ReadPreview(Checker& checker, const Field& field, PreviewConfig& preview) {
   if (field.node.IsScalar() && field.node.Scalar() == "off") {
@@ -1162,7 +1204,7 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
   std::optional<MapReader> map = checker.Map(entry.value, "a map of service settings");
   if (!map) return;
   map->AllowOnly({"hosts", "path_prefix", "driver", "health", "drain_timeout", "checks",
-                  "promotion", "rollback_window"});
+                  "promotion", "rollback_window", "migrations"});
 
   std::vector<Field> host_items;
   if (std::optional<Field> f = map->Require("hosts", "\"*\" matches any host")) {
@@ -1200,6 +1242,9 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
     if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/true)) {
       service.rollback_window = *d;
     }
+  }
+  if (std::optional<Field> f = map->Get("migrations")) {
+    ReadMigrations(checker, *f, service.migrations.emplace());
   }
 
   if (prefix_ok) {

@@ -73,6 +73,16 @@ struct PromotionConfig {
   Millis auto_after{0};  // kAutoAfter
 };
 
+// Where a service's schema changes live and run (docs/migrations.md).
+struct MigrationsConfig {
+  // "postgres://..." / "postgresql://..." as written, or "sqlite:PATH" with
+  // PATH made absolute.
+  std::string database;
+  std::string dir;             // absolute: the migration files
+  Millis lock_timeout{2'000};  // PostgreSQL lock_timeout for each file's DDL
+  Millis lock_wait{120'000};   // how long to wait for another runner
+};
+
 struct ServiceConfig {
   std::string name;
   std::vector<std::string> hosts;  // lower-case; "*" matches any Host
@@ -83,6 +93,7 @@ struct ServiceConfig {
   std::vector<CheckConfig> checks;  // in file order
   PromotionConfig promotion;
   Millis rollback_window{15 * 60'000};
+  std::optional<MigrationsConfig> migrations;
 };
 
 struct PreviewConfig {

@@ -138,10 +138,30 @@ void Controller::State::SaveSlot(ServiceState& s, Color color) {
 
 Controller::Controller(asio::io_context& control, const Config& config, Store& store,
                        Router& router, HealthChecker& health, ProcessSupervisor& processes)
-    : state_(std::make_unique<State>(
-          State{control, config, store, router, health, processes, {}, 0, 0, {}, {}, 0, false})) {}
+    : state_(std::make_unique<State>(State{control,
+                                           config,
+                                           store,
+                                           router,
+                                           health,
+                                           processes,
+                                           {},
+                                           0,
+                                           0,
+                                           {},
+                                           {},
+                                           0,
+                                           false,
+                                           std::make_unique<asio::thread_pool>(2)})) {}
 
-Controller::~Controller() = default;
+Controller::~Controller() {
+  // A migration that still runs was cancelled by Shutdown; wait for it to
+  // return before the state it reports to goes away.
+  for (ServiceState& s : state_->services) {
+    if (s.contract_run) s.contract_run->Cancel();
+    if (s.active && s.active->migration) s.active->migration->Cancel();
+  }
+  state_->blocking->join();
+}
 
 namespace {
 
@@ -341,6 +361,30 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
   });
   std::string detail =
       fmt::format("{} -> {}{}", ColorName(from), ColorName(to), force ? " (forced)" : "");
+  if (s->config->migrations && !force && to != from) {
+    const SlotRecord& slot = s->slots[static_cast<int>(to)];
+    Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
+    Result<DatabaseStatus> status = co_await ReadMigrationsOffThread(st, *s->config);
+    std::string why;
+    if (!status) {
+      why = fmt::format("service '{}': cannot check the schema: {}", name, status.error().message);
+    } else if (spec) {
+      std::string refusal = SchemaRefusal(
+          *status, *spec, slot.release.empty() ? std::string("that release") : slot.release);
+      if (!refusal.empty()) why = fmt::format("service '{}': {}", name, refusal);
+    }
+    if (!why.empty()) {
+      Status audited = st.store.AppendAudit({0, 0, name, "switch", actor, detail, why});
+      if (!audited) LogWarn("audit: {}", audited.error().message);
+      co_return MakeError(ErrorCode::kConflict, why + " (--force switches anyway)");
+    }
+    // The check took a moment: a deployment may have started meanwhile.
+    if (s->active) {
+      co_return MakeError(
+          ErrorCode::kConflict,
+          fmt::format("service '{}': deployment {} started meanwhile", name, s->active->record.id));
+    }
+  }
   if (healthy == 0 && !force) {
     std::string why = pool.empty()
                           ? fmt::format("service '{}': {} has no targets", name, ColorName(to))
@@ -361,6 +405,44 @@ asio::awaitable<Result<ServiceView>> Controller::Switch(std::string name, Color 
   co_await PublishTable(st);
   LogInfo("service '{}': switched {} by {}", name, detail, actor);
   co_return st.View(*s);
+}
+
+asio::awaitable<Result<ContractResult>> Controller::Contract(std::string name, std::string actor) {
+  State& st = *state_;
+  ServiceState* s = st.Find(name);
+  if (s == nullptr) co_return std::unexpected(NoSuchService(name));
+  if (!s->config->migrations) {
+    co_return MakeError(ErrorCode::kInvalidArgument,
+                        fmt::format("service '{}' has no migrations configured", name));
+  }
+  if (s->active) {
+    co_return MakeError(ErrorCode::kConflict,
+                        fmt::format("service '{}': deployment {} of {} is running; contract "
+                                    "after it finished",
+                                    name, s->active->record.id, s->active->record.release));
+  }
+  if (s->contracting) {
+    co_return MakeError(ErrorCode::kConflict,
+                        fmt::format("service '{}': its contract migrations run already", name));
+  }
+  if (!s->released) {
+    co_return MakeError(ErrorCode::kConflict,
+                        fmt::format("service '{}' has no release live yet", name));
+  }
+  ContractResult result;
+  const Color idle = Other(s->live);
+  const SlotRecord& slot = s->slots[static_cast<int>(idle)];
+  if (!s->targets[static_cast<int>(idle)].empty() &&
+      (slot.state == "running" || slot.state == "starting" || slot.state.empty())) {
+    std::string release = slot.release.empty() ? std::string("the previous release") : slot.release;
+    co_await RetirePrevious(st, *s, fmt::format("the rollback window was ended by {}", actor));
+    result.retired = fmt::format("stopped {} on {}: rolling back to it is no longer instant",
+                                 release, ColorName(idle));
+  }
+  Result<RunReport> report = co_await ContractLive(st, *s, actor);
+  if (!report) co_return std::unexpected(report.error());
+  result.report = std::move(*report);
+  co_return result;
 }
 
 std::string Controller::PrometheusMetrics() const {

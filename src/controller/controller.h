@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/types.h"
 #include "config/config.h"
+#include "migrate/runner.h"
 #include "store/store.h"
 
 namespace cutover {
@@ -78,6 +79,12 @@ struct DeploymentEvent {
   int64_t time_unix_ms = 0;
 };
 
+// What `cutover contract` did.
+struct ContractResult {
+  std::string retired;  // how the previous release was stopped; empty when none ran
+  RunReport report;
+};
+
 class Controller {
  public:
   // Borrows everything; all must outlive the Controller.
@@ -124,8 +131,16 @@ class Controller {
   Result<DeploymentRecord> Abort(std::string_view service, std::string_view actor);
   // Switches back to the previous release: at once while it still runs,
   // after starting it again (and waiting until healthy) once it was stopped.
-  // Runs like a deployment (same events, same history).
-  Result<DeploymentRecord> Rollback(std::string_view service, std::string_view actor);
+  // Runs like a deployment (same events, same history). Refused (the
+  // rollback fails at its first step) when a contract migration that
+  // release did not ship with has run, unless `force`.
+  Result<DeploymentRecord> Rollback(std::string_view service, std::string_view actor,
+                                    bool force = false);
+
+  // Ends the rollback window now (the previous release is drained and
+  // stopped), then runs the contract migrations of the live release.
+  // kConflict while a deployment runs; kInvalidArgument without migrations.
+  boost::asio::awaitable<Result<ContractResult>> Contract(std::string service, std::string actor);
 
   Result<std::vector<DeploymentRecord>> Deployments(std::string_view service, int limit) const;
   Result<DeploymentRecord> GetDeployment(std::string_view service, int64_t id) const;

@@ -6,6 +6,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "controller/controller.h"
+#include "migrate/runner.h"
 #include "router/route_table.h"
 #include "store/store.h"
 
@@ -37,6 +39,13 @@ struct ReleaseSpec {
   std::vector<uint16_t> ports;    // process: one per instance, once started
   std::vector<HostPort> targets;  // static
   int64_t retire_at_unix_ms = 0;  // the previous release: when its rollback window ends
+  // Migrations: whether the two below were recorded (the service had
+  // migrations when the release was deployed), the newest migration version
+  // the release shipped with, and the contract files to run once the
+  // release before it is gone.
+  bool migrations_recorded = false;
+  std::string migrations_known;
+  std::vector<std::string> contract;
 
   std::string ToJson() const;
   static Result<ReleaseSpec> FromJson(std::string_view text);
@@ -48,10 +57,12 @@ struct Deployment {
   ReleaseSpec spec;
   bool first = false;     // nothing was live: it lands on the live color
   bool rollback = false;  // switching back to the previous release
+  bool force = false;     // rollback: even when a contract migration ran since
   bool abort_requested = false;
   bool promote_requested = false;
   std::string abort_actor;
   std::unique_ptr<boost::asio::steady_timer> wake;  // cancelled to interrupt a wait
+  std::shared_ptr<RunCancel> migration;             // the migration run of a step, if any
 };
 
 struct ServiceState {
@@ -65,6 +76,8 @@ struct ServiceState {
   bool restarted_live = false;  // Start() had to start the live release again
   // Ends the previous release's rollback window.
   std::unique_ptr<boost::asio::steady_timer> retire_timer;
+  std::shared_ptr<RunCancel> contract_run;  // a contract that runs outside a deployment
+  bool contracting = false;
 };
 
 struct Controller::State {
@@ -81,6 +94,8 @@ struct Controller::State {
   std::map<uint64_t, std::function<void(const DeploymentEvent&)>> listeners;
   uint64_t next_listener = 0;
   bool shutting_down = false;
+  // Runs what blocks: migrations talk to the database synchronously.
+  std::unique_ptr<boost::asio::thread_pool> blocking;
 
   ServiceState* Find(std::string_view name);
   std::shared_ptr<const RouteTable> BuildTable();
@@ -107,6 +122,40 @@ Result<std::vector<uint16_t>> StartInstances(Controller::State& st, ServiceState
 // Rebuilds st.table from the services' state, publishes it and resumes once
 // every router worker took it.
 boost::asio::awaitable<void> PublishTable(Controller::State& st);
+
+// --- migrations (migrations.cc) ---------------------------------------------
+
+// Runs `phase` of the service's migrations on the blocking pool; `progress`
+// is called on the control thread, in order, before the result arrives.
+boost::asio::awaitable<Result<RunReport>> RunMigrationPhase(
+    Controller::State& st, const ServiceConfig& sc, Phase phase, RunOptions options,
+    std::function<void(std::string)> progress);
+
+// Reads the folder and the history on the blocking pool.
+boost::asio::awaitable<Result<DatabaseStatus>> ReadMigrationsOffThread(Controller::State& st,
+                                                                       const ServiceConfig& sc);
+
+// Records in `spec` what the release ships with: the newest version of the
+// folder and the contract files not applied yet.
+void RecordMigrations(const DatabaseStatus& status, ReleaseSpec& spec);
+
+// Why going back to `release` (described by `spec`) would break it: a
+// contract file it did not ship with has run. Empty when it is safe.
+std::string SchemaRefusal(const DatabaseStatus& status, const ReleaseSpec& spec,
+                          std::string_view release);
+
+// The lint findings and the run's files as journal text.
+std::string DescribeRun(const RunReport& report);
+
+// Ends the rollback window of the idle color now: drains and stops the
+// previous release and journals why.
+boost::asio::awaitable<void> RetirePrevious(Controller::State& st, ServiceState& s,
+                                            std::string why);
+
+// Runs the contract files of the live release (once its predecessor is
+// gone), journaled on the deployment that made it live.
+boost::asio::awaitable<Result<RunReport>> ContractLive(Controller::State& st, ServiceState& s,
+                                                       std::string actor);
 
 // "14:05:00 UTC": a wall-clock time of day as the CLI and status show it.
 std::string ClockTime(int64_t unix_ms);

@@ -67,10 +67,17 @@ std::string LogPath(const Config& config, std::string_view service, std::string_
   return fmt::format("{}/{}/{}-{}-{}.log", config.logs, service, release, ColorName(color), index);
 }
 
-// The steps a deployment goes through, in order. Migrations add "expand"
-// and "verify-live" after prepare; observing adds "observe" after switch.
-std::vector<std::string_view> PlannedSteps(bool rollback) {
-  if (rollback) return {"start", "healthy", "switch"};
+// The steps a deployment goes through, in order; observing adds "observe"
+// after switch.
+std::vector<std::string_view> PlannedSteps(bool rollback, bool migrations) {
+  if (rollback) {
+    if (migrations) return {"schema", "start", "healthy", "switch"};
+    return {"start", "healthy", "switch"};
+  }
+  if (migrations) {
+    return {"prepare", "expand",  "verify-live", "start",    "healthy",
+            "check",   "approve", "switch",      "backfill", "settle"};
+  }
   return {"prepare", "start", "healthy", "check", "approve", "switch", "settle"};
 }
 
@@ -92,6 +99,9 @@ std::string ReleaseSpec::ToJson() const {
     j["targets"] = t;
   }
   if (retire_at_unix_ms != 0) j["retire_at_unix_ms"] = retire_at_unix_ms;
+  if (migrations_recorded) {
+    j["migrations"] = {{"known", migrations_known}, {"contract", contract}};
+  }
   return j.dump();
 }
 
@@ -132,6 +142,17 @@ Result<ReleaseSpec> ReleaseSpec::FromJson(std::string_view text) {
   }
   if (auto it = j.find("retire_at_unix_ms"); it != j.end() && it->is_number_integer()) {
     spec.retire_at_unix_ms = it->get<int64_t>();
+  }
+  if (auto it = j.find("migrations"); it != j.end() && it->is_object()) {
+    spec.migrations_recorded = true;
+    if (auto k = it->find("known"); k != it->end() && k->is_string()) {
+      spec.migrations_known = k->get<std::string>();
+    }
+    if (auto c = it->find("contract"); c != it->end() && c->is_array()) {
+      for (const Json& v : *c) {
+        if (v.is_string()) spec.contract.push_back(v.get<std::string>());
+      }
+    }
   }
   return spec;
 }
@@ -185,23 +206,17 @@ void Controller::State::ArmRetire(ServiceState& s) {
     if (slot.release != release || slot.state != "running") return;
     asio::co_spawn(
         control,
-        [this, sp, idle, release]() -> asio::awaitable<void> {
-          LogInfo("service '{}': the rollback window of {} closed; stopping it on {}",
-                  sp->config->name, release, ColorName(idle));
-          SetTargets(*sp, idle, {});
-          co_await PublishTable(*this);
-          if (sp->config->driver.type == DriverType::kProcess) {
-            co_await processes.Stop(sp->config->name, idle);
+        [this, sp]() -> asio::awaitable<void> {
+          co_await RetirePrevious(*this, *sp, "the rollback window closed");
+          // The release before is gone: what only it needed can go too.
+          if (!sp->config->migrations || shutting_down || sp->active) co_return;
+          Result<RunReport> report = co_await ContractLive(*this, *sp, "daemon");
+          if (!report) {
+            LogWarn("service '{}': contract migrations: {}", sp->config->name,
+                    report.error().message);
+          } else if (!report->ok) {
+            LogWarn("service '{}': contract migrations: {}", sp->config->name, report->error);
           }
-          sp->slots[static_cast<int>(idle)].state = "stopped";
-          SaveSlot(*sp, idle);
-          std::string message = fmt::format(
-              "the rollback window closed: previous release {} on {} was drained and stopped",
-              release, ColorName(idle));
-          Status audited =
-              store.AppendAudit({0, 0, sp->config->name, "retire", "daemon", message, "ok"});
-          if (!audited) LogWarn("audit: {}", audited.error().message);
-          Emit({0, sp->config->name, release, "service", "", "ok", 0, message, NowUnixMs()});
         },
         asio::detached);
   });
@@ -361,6 +376,75 @@ std::string LogTails(Controller::State& st, const ServiceState& s, Color color) 
   return out;
 }
 
+// The check context of the service, before its target is chosen.
+CheckContext BaseContext(Controller::State& st, const ServiceConfig& sc) {
+  CheckContext ctx;
+  const std::vector<HostPort>& preview = st.router.bound_preview_addresses();
+  const std::vector<HostPort>& live = st.router.bound_addresses();
+  if (!preview.empty()) ctx.preview = preview.front();
+  if (!live.empty()) ctx.live = live.front();
+  ctx.host = sc.hosts.empty() || sc.hosts.front() == "*" ? "localhost" : sc.hosts.front();
+  ctx.preview_token = st.config.preview.token;
+  ctx.workdir = sc.driver.workdir.empty()
+                    ? std::filesystem::path(st.config.file).parent_path().string()
+                    : sc.driver.workdir;
+  return ctx;
+}
+
+// Runs the live release's checks against each of its running instances
+// after expand: a warm process (pooled connections, prepared statements)
+// can break on a schema a fresh one copes with. Session checks compare two
+// colors and are left out; with no other check, the health path is asked.
+// Returns what passed; sets `problem` on a failure (or an abort).
+asio::awaitable<std::string> VerifyLive(Controller::State& st, ServiceState& s, Deployment& d,
+                                        std::string& problem) {
+  const ServiceConfig& sc = *s.config;
+  std::vector<CheckConfig> checks;
+  for (const CheckConfig& c : sc.checks) {
+    if (c.kind != CheckConfig::Kind::kSession) checks.push_back(c);
+  }
+  if (checks.empty()) {
+    CheckConfig health;
+    health.kind = CheckConfig::Kind::kHttp;
+    health.http.path = sc.health.path;
+    health.name = "health GET " + sc.health.path;
+    health.timeout = sc.health.timeout;
+    health.retries = 1;
+    health.retry_interval = Millis(200);
+    checks.push_back(std::move(health));
+  }
+  const std::string& label = s.slots[static_cast<int>(s.live)].release;
+  const std::string release = label.empty() ? std::string("the live release") : label;
+  // Copies: the pool may be replaced while a check runs.
+  const std::vector<TargetPtr> targets = s.targets[static_cast<int>(s.live)];
+  CheckContext ctx = BaseContext(st, sc);
+  ctx.preview_token.clear();  // the instances are asked directly
+  ctx.release = release;
+  for (const TargetPtr& t : targets) {
+    ctx.preview = t->address;
+    for (const CheckConfig& check : checks) {
+      std::variant<CheckResult, std::monostate> raced =
+          co_await (RunCheck(check, ctx) || WaitForAbort(d, st));
+      if (raced.index() == 1 || d.abort_requested || st.shutting_down) {
+        problem = "aborted";
+        co_return std::string();
+      }
+      const CheckResult& result = std::get<0>(raced);
+      if (!result.passed) {
+        problem = fmt::format(
+            "verify-live: the live release {} fails {} on {} after expand: {}. The expanded "
+            "schema breaks the release that takes the traffic now: fix it forward at once "
+            "(a new expand file, or a release that copes){}",
+            release, result.name, t->address_text, result.message,
+            result.output.empty() ? std::string() : "\noutput:\n" + result.output);
+        co_return std::string();
+      }
+    }
+  }
+  co_return fmt::format("{} check(s) passed on each of {} running instance(s) of {}", checks.size(),
+                        targets.size(), release);
+}
+
 }  // namespace
 
 Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
@@ -448,7 +532,7 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
   d->record.color = color;
   d->record.actor = req.actor.empty() ? "api" : req.actor;
   d->record.spec_json = spec.ToJson();
-  for (std::string_view step : PlannedSteps(false)) {
+  for (std::string_view step : PlannedSteps(false, sc.migrations.has_value())) {
     d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
   }
   d->record.started_unix_ms = NowUnixMs();
@@ -463,7 +547,8 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
   return d->record;
 }
 
-Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::string_view actor) {
+Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::string_view actor,
+                                              bool force) {
   State& st = *state_;
   ServiceState* s = st.Find(service);
   if (s == nullptr) {
@@ -487,6 +572,7 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
   }
   auto d = std::make_shared<Deployment>();
   d->rollback = true;
+  d->force = force;
   if (has_spec) {
     Result<ReleaseSpec> spec = ReleaseSpec::FromJson(slot.spec_json);
     if (!spec) return std::unexpected(spec.error());
@@ -508,7 +594,7 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
                                       ? std::string("the live release")
                                       : s->slots[static_cast<int>(s->live)].release,
                                   d->record.release);
-  for (std::string_view step : PlannedSteps(true)) {
+  for (std::string_view step : PlannedSteps(true, s->config->migrations.has_value())) {
     d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
   }
   d->record.started_unix_ms = NowUnixMs();
@@ -556,6 +642,7 @@ Result<DeploymentRecord> Controller::Abort(std::string_view service, std::string
   s->active->abort_requested = true;
   s->active->abort_actor = std::string(actor);
   s->active->wake->cancel();
+  if (s->active->migration) s->active->migration->Cancel();
   return s->active->record;
 }
 
@@ -594,7 +681,9 @@ asio::awaitable<void> Controller::Shutdown(bool keep_instances) {
   st.shutting_down = true;
   for (ServiceState& s : st.services) {
     if (s.retire_timer) s.retire_timer->cancel();
+    if (s.contract_run) s.contract_run->Cancel();
     if (!s.active) continue;
+    if (s.active->migration) s.active->migration->Cancel();
     DeploymentRecord& r = s.active->record;
     r.outcome = "interrupted";
     r.message = "the daemon stopped during this deployment; live traffic stayed where it was";
@@ -700,7 +789,90 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       co_return;
     }
   }
-  // Migrations run "expand" and "verify-live" here.
+  // --- expand, verify-live -----------------------------------------------
+  if (!d.rollback && sc.migrations) {
+    journal.Begin("expand");
+    RunOptions options;
+    options.release = d.record.release;
+    d.migration = std::make_shared<RunCancel>();
+    options.cancel = d.migration;
+    Result<RunReport> report = co_await RunMigrationPhase(
+        st, sc, Phase::kExpand, options,
+        [&journal](std::string line) { journal.Update("running", std::move(line)); });
+    d.migration.reset();
+    if (!report) {
+      co_await fail("failed", "expand: " + report.error().message);
+      co_return;
+    }
+    if (!report->ok) {
+      std::string message = "expand: " + report->error;
+      for (const LintFinding& f : report->lint) {
+        if (f.severity == Severity::kError && !f.allowed) message += "\n" + f.ToString();
+      }
+      co_await fail(aborted() ? "aborted" : "failed",
+                    aborted() ? abort_message() + " during expand: " + report->error : message);
+      co_return;
+    }
+    Result<DatabaseStatus> status = co_await ReadMigrationsOffThread(st, sc);
+    if (!status) {
+      co_await fail("failed", "expand: " + status.error().message);
+      co_return;
+    }
+    RecordMigrations(*status, d.spec);
+    d.record.spec_json = d.spec.ToJson();
+    std::string message = DescribeRun(*report);
+    if (!d.spec.contract.empty()) {
+      message += fmt::format("\n{} contract file(s) run once the release before is gone",
+                             d.spec.contract.size());
+    }
+    journal.End("ok", std::move(message));
+    if (aborted()) {
+      co_await fail("aborted", abort_message());
+      co_return;
+    }
+
+    journal.Begin("verify-live");
+    if (d.first || !s.released) {
+      journal.End("skipped", "nothing is live yet");
+    } else {
+      std::string problem;
+      std::string summary = co_await VerifyLive(st, s, d, problem);
+      if (!problem.empty()) {
+        co_await fail(aborted() ? "aborted" : "failed",
+                      aborted() ? abort_message() + " during verify-live" : problem);
+        co_return;
+      }
+      journal.End("ok", std::move(summary));
+    }
+    if (aborted()) {
+      co_await fail("aborted", abort_message());
+      co_return;
+    }
+  }
+
+  // --- schema (rollback) -------------------------------------------------
+  if (d.rollback && sc.migrations) {
+    journal.Begin("schema");
+    if (d.force) {
+      journal.End("skipped", "forced: the schema is not checked");
+    } else {
+      Result<DatabaseStatus> status = co_await ReadMigrationsOffThread(st, sc);
+      if (!status) {
+        co_await fail("failed",
+                      fmt::format("cannot check the schema: {}; force the rollback to go back "
+                                  "without the check",
+                                  status.error().message));
+        co_return;
+      }
+      if (std::string refusal = SchemaRefusal(*status, d.spec, d.record.release);
+          !refusal.empty()) {
+        co_await fail("failed",
+                      fmt::format("refused: {} (cutover rollback {} --force)", refusal, sc.name));
+        co_return;
+      }
+      journal.End("ok", fmt::format("no contract migration has run since {}", d.record.release));
+    }
+  }
 
   // --- start ---------------------------------------------------------------
   const bool already_running =
@@ -793,18 +965,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   if (!d.rollback) {
     journal.Begin("check");
     std::vector<std::string> passed;
-    CheckContext ctx;
-    const std::vector<HostPort>& preview = st.router.bound_preview_addresses();
-    const std::vector<HostPort>& live = st.router.bound_addresses();
-    if (!preview.empty()) ctx.preview = preview.front();
-    if (!live.empty()) ctx.live = live.front();
-    ctx.host = sc.hosts.empty() || sc.hosts.front() == "*" ? "localhost" : sc.hosts.front();
-    ctx.preview_token = st.config.preview.token;
+    CheckContext ctx = BaseContext(st, sc);
     ctx.release = d.record.release;
-    ctx.workdir = sc.driver.workdir.empty()
-                      ? std::filesystem::path(st.config.file).parent_path().string()
-                      : sc.driver.workdir;
-    if (!sc.checks.empty() && preview.empty()) {
+    if (!sc.checks.empty() && st.router.bound_preview_addresses().empty()) {
       co_await fail("failed", "checks need the preview listener, which is off");
       co_return;
     }
@@ -918,6 +1081,30 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   journal.End("ok", detail + "; every router worker routes by it");
   // Observing the new release's figures comes here.
 
+  // --- backfill --------------------------------------------------------------
+  // Data-only files run once the new release, which writes the new shape,
+  // takes all the traffic. A failure here does not move traffic back.
+  std::string backfill_problem;
+  if (!d.rollback && sc.migrations) {
+    journal.Begin("backfill");
+    RunOptions options;
+    options.release = d.record.release;
+    d.migration = std::make_shared<RunCancel>();
+    options.cancel = d.migration;
+    Result<RunReport> report = co_await RunMigrationPhase(
+        st, sc, Phase::kBackfill, options,
+        [&journal](std::string line) { journal.Update("running", std::move(line)); });
+    d.migration.reset();
+    if (!report || !report->ok) {
+      backfill_problem = report ? report->error : report.error().message;
+      journal.End("failed", fmt::format("{}; {} stays live. Fix the file and run `cutover "
+                                        "migrate backfill --service {}`; contract waits for it",
+                                        backfill_problem, d.record.release, sc.name));
+    } else {
+      journal.End("ok", DescribeRun(*report));
+    }
+  }
+
   // --- settle --------------------------------------------------------------
   if (!d.rollback) {
     journal.Begin("settle");
@@ -962,8 +1149,11 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
                                      "healthy, then switched",
                                      d.record.message, d.record.release));
   } else {
-    journal.Finish("succeeded",
-                   fmt::format("{} is live on {}", d.record.release, ColorName(color)));
+    journal.Finish(
+        "succeeded",
+        fmt::format("{} is live on {}{}", d.record.release, ColorName(color),
+                    backfill_problem.empty() ? std::string()
+                                             : "; its backfill failed: " + backfill_problem));
   }
   LogInfo("service '{}': {} of {} finished: {}", sc.name, d.rollback ? "rollback" : "deployment",
           d.record.release, d.record.message);

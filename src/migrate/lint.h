@@ -1,0 +1,46 @@
+// Lint: the static rules that keep an expand file compatible with the
+// release that is still running (and warn about the forms of a contract
+// file that take long, blocking locks). Runs before any file is applied.
+// Pure functions; safe from any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "migrate/migration.h"
+
+namespace cutover {
+
+enum class Severity { kError, kWarning };
+
+struct LintFinding {
+  std::string file;  // the file's name (not its path)
+  int line = 0;      // 1-based line of the offending statement
+  std::string rule;  // e.g. "drop-column"
+  Severity severity = Severity::kError;
+  // Why it breaks the release that is still running, then the safe way:
+  // "dropping column 'note' breaks the release that still reads it; drop
+  // it in a contract file once that release is gone"
+  std::string message;
+  bool allowed = false;      // an `allow` header overrides it
+  std::string allow_reason;  // the header's reason when allowed
+
+  // "FILE:LINE: rule: message" (with " (allowed: reason)" when allowed).
+  std::string ToString() const;
+};
+
+// The rule names, as `-- cutover: allow <rule>` accepts them.
+const std::vector<std::string_view>& LintRules();
+
+// Lints one file for `dialect`: expand and backfill files get errors,
+// contract files warnings for the blocking forms. Findings are in line
+// order. An allowance for a rule no finding of the file has is itself
+// reported (rule "unused-allow", a warning) so stale overrides get noticed;
+// an allowance naming an unknown rule is an error (rule "unknown-rule").
+std::vector<LintFinding> Lint(const MigrationFile& file, Dialect dialect);
+
+// True when any finding is an error that no allowance overrides.
+bool HasLintErrors(const std::vector<LintFinding>& findings);
+
+}  // namespace cutover
