@@ -348,7 +348,8 @@ services:
                 "cutover.yaml:8:37: services.web.health.timeout: '2s' must be less than interval "
                 "(1s)",
                 "cutover.yaml:9:5: services.web: unknown key 'colour' (expected one of: hosts, "
-                "path_prefix, driver, health, drain_timeout, checks, promotion, rollback_window)",
+                "path_prefix, driver, health, drain_timeout, checks, promotion, rollback_window, "
+                "migrations)",
             }));
 }
 
@@ -597,7 +598,7 @@ services:
 )"),
             Lines{"cutover.yaml:6:5: services.web: unknown key 'rollback' (expected one of: "
                   "hosts, path_prefix, driver, health, drain_timeout, checks, promotion, "
-                  "rollback_window)"});
+                  "rollback_window, migrations)"});
 }
 
 TEST(ServicesTest, DefaultsOfAService) {
@@ -1628,6 +1629,67 @@ TEST(QuestionMarkTest, HintWhenEveryStandInIsTaken) {
                    "    health: {path: /up?x}\n"),
             Lines{"cutover.yaml:7:23: unknown token (inside [ ] or { }, quote a value that "
                   "contains '?')"});
+}
+
+}  // namespace
+}  // namespace cutover
+
+namespace cutover {
+namespace {
+
+// --- migrations ---
+
+TEST(MigrationsTest, ReadsDatabaseAndFolderRelativeToTheFile) {
+  TempDir dir;
+  fs::create_directories(dir.path() / "db" / "migrations");
+  std::string file = dir.Write("cutover.yaml", R"(listen: 127.0.0.1:0
+services:
+  web:
+    hosts: [localhost]
+    driver: {type: static, blue: [127.0.0.1:9001]}
+    migrations:
+      database: sqlite:data/app.db
+      dir: db/migrations
+      lock_timeout: 500ms
+      lock_wait: 30s
+  api:
+    hosts: [api]
+    driver: {type: static, blue: [127.0.0.1:9002]}
+    migrations: {database: "postgres://app@127.0.0.1:5432/shop", dir: db/migrations}
+)");
+  auto config = LoadConfig(file);
+  ASSERT_TRUE(config) << testing::PrintToString(ToStrings(config.error()));
+  const ServiceConfig* web = config->FindService("web");
+  ASSERT_TRUE(web->migrations.has_value());
+  EXPECT_EQ(web->migrations->database, "sqlite:" + (dir.path() / "data" / "app.db").string());
+  EXPECT_EQ(web->migrations->dir, (dir.path() / "db" / "migrations").string());
+  EXPECT_EQ(web->migrations->lock_timeout, Millis(500));
+  EXPECT_EQ(web->migrations->lock_wait, Millis(30'000));
+  const ServiceConfig* api = config->FindService("api");
+  ASSERT_TRUE(api->migrations.has_value());
+  EXPECT_EQ(api->migrations->database, "postgres://app@127.0.0.1:5432/shop");
+  EXPECT_EQ(api->migrations->lock_timeout, Millis(2'000));
+  EXPECT_EQ(api->migrations->lock_wait, Millis(120'000));
+  EXPECT_FALSE(
+      Parse("listen: 127.0.0.1:0\n" + std::string(kServices)).services[0].migrations.has_value());
+}
+
+TEST(MigrationsTest, Errors) {
+  EXPECT_EQ(Errors(WithServiceKey("migrations: {database: mysql://db/x, dir: /nonexistent-dir}")),
+            (Lines{"cutover.yaml:6:28: services.web.migrations.database: 'mysql://db/x' is not a "
+                   "database URL (expected postgres://..., postgresql://... or sqlite:PATH)",
+                   "cutover.yaml:6:47: services.web.migrations.dir: folder '/nonexistent-dir' "
+                   "does not exist"}));
+  EXPECT_EQ(Errors(WithServiceKey("migrations: {dir: /tmp}")),
+            Lines{"cutover.yaml:6:17: services.web.migrations: missing required key 'database' "
+                  "(postgres://USER@HOST:PORT/DB or sqlite:PATH)"});
+  EXPECT_EQ(
+      Errors(WithServiceKey("migrations: {database: 'sqlite:a.db', dir: /tmp, lock_timeout: 0s}")),
+      Lines{"cutover.yaml:6:68: services.web.migrations.lock_timeout: '0s' must be greater "
+            "than 0"});
+  EXPECT_EQ(Errors(WithServiceKey("migrations: {database: 'sqlite:a.db', dir: /tmp, url: x}")),
+            Lines{"cutover.yaml:6:54: services.web.migrations: unknown key 'url' (expected one "
+                  "of: database, dir, lock_timeout, lock_wait)"});
 }
 
 }  // namespace

@@ -1157,6 +1157,17 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   }
   LogInfo("service '{}': {} of {} finished: {}", sc.name, d.rollback ? "rollback" : "deployment",
           d.record.release, d.record.message);
+  // Nothing runs on the other color (a first release, or the previous one
+  // was gone already): no rollback window to wait for before contract.
+  if (!d.rollback && sc.migrations && !d.spec.contract.empty() && !st.shutting_down &&
+      s.targets[static_cast<int>(Other(s.live))].empty() && !s.active) {
+    Result<RunReport> report = co_await ContractLive(st, s, "daemon");
+    if (!report) {
+      LogWarn("service '{}': contract migrations: {}", sc.name, report.error().message);
+    } else if (!report->ok) {
+      LogWarn("service '{}': contract migrations: {}", sc.name, report->error);
+    }
+  }
 }
 
 }  // namespace cutover
