@@ -93,6 +93,13 @@ Json ToJson(const ServiceView& service) {
     c["state"] = slot.state;
     if (!slot.note.empty()) c["note"] = slot.note;
     if (!slot.logs.empty()) c["logs"] = slot.logs;
+    if (slot.figures) {
+      const Figures& f = *slot.figures;
+      c["figures"] = {{"seconds", f.seconds},       {"requests", f.requests},
+                      {"errors", f.errors},         {"requests_per_second", f.requests_per_second},
+                      {"error_rate", f.error_rate}, {"p50_ms", f.p50_us / 1000.0},
+                      {"p99_ms", f.p99_us / 1000.0}};
+    }
     c["targets"] = std::move(targets);
     colors[std::string(ColorName(color))] = std::move(c);
   }
@@ -320,6 +327,17 @@ Result<ServiceView> ServiceFromJson(const Json& json) {
       view.release = StringField(*slot, "release");
       view.state = StringField(*slot, "state");
       view.note = StringField(*slot, "note");
+      if (auto f = slot->find("figures"); f != slot->end() && f->is_object()) {
+        Figures figures;
+        figures.seconds = f->value("seconds", 0.0);
+        figures.requests = f->value("requests", uint64_t{0});
+        figures.errors = f->value("errors", uint64_t{0});
+        figures.requests_per_second = f->value("requests_per_second", 0.0);
+        figures.error_rate = f->value("error_rate", 0.0);
+        figures.p50_us = static_cast<uint64_t>(f->value("p50_ms", 0.0) * 1000);
+        figures.p99_us = static_cast<uint64_t>(f->value("p99_ms", 0.0) * 1000);
+        view.figures = figures;
+      }
       if (auto logs = slot->find("logs"); logs != slot->end() && logs->is_array()) {
         for (const Json& l : *logs) {
           if (l.is_string()) view.logs.push_back(l.get<std::string>());

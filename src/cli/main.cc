@@ -166,7 +166,7 @@ void PrintServices(const std::vector<ServiceView>& services) {
   fmt::print("\n");
   PrintTable(targets);
   std::vector<std::vector<std::string>> slots = {
-      {"SERVICE", "COLOR", "ROLE", "RELEASE", "STATE", "NOTE"}};
+      {"SERVICE", "COLOR", "ROLE", "RELEASE", "STATE", "REQ/S", "ERRORS", "P50", "P99", "NOTE"}};
   bool any_release = false;
   for (const ServiceView& service : services) {
     for (Color color : {Color::kBlue, Color::kGreen}) {
@@ -174,9 +174,17 @@ void PrintServices(const std::vector<ServiceView>& services) {
       any_release = any_release || !slot.release.empty();
       std::string role =
           color == service.live ? (service.released ? "live" : "live (no release)") : "idle";
+      // What the color served over the last minute, as the router saw it.
+      std::vector<std::string> figures = {"-", "-", "-", "-"};
+      if (slot.figures && slot.figures->requests > 0) {
+        const Figures& f = *slot.figures;
+        figures = {fmt::format("{:.1f}", f.requests_per_second), FormatRate(f.error_rate),
+                   FormatLatency(f.p50_us), FormatLatency(f.p99_us)};
+      }
       slots.push_back({service.name, std::string(ColorName(color)), role,
                        slot.release.empty() ? "-" : slot.release,
-                       slot.state.empty() ? "-" : slot.state, slot.note});
+                       slot.state.empty() ? "-" : slot.state, figures[0], figures[1], figures[2],
+                       figures[3], slot.note});
     }
   }
   if (any_release) {

@@ -1076,6 +1076,99 @@ void ReadPromotion(Checker& checker, const Field& field, PromotionConfig& promot
   }
 }
 
+// "5%", "0.5%": a share written as a percentage, returned as a fraction.
+std::optional<double> ReadPercent(Checker& checker, const Field& field) {
+  std::optional<std::string> text = checker.String(field, "a percentage such as 5%");
+  if (!text) return std::nullopt;
+  std::string_view number = *text;
+  if (!number.ends_with('%')) {
+    checker.Report(field, Quote(*text) + " is not a percentage (write it with %, e.g. 5%)");
+    return std::nullopt;
+  }
+  number.remove_suffix(1);
+  double value = 0;
+  auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (ec != std::errc() || end != number.data() + number.size() || value < 0 || value > 100) {
+    checker.Report(field, Quote(*text) + " is not a percentage between 0% and 100%");
+    return std::nullopt;
+  }
+  return value / 100;
+}
+
+// "2", "1.5", "3x": how many times the old release's figure.
+std::optional<double> ReadRatio(Checker& checker, const Field& field) {
+  std::optional<std::string> text = checker.String(field, "a ratio such as 2");
+  if (!text) return std::nullopt;
+  std::string_view number = *text;
+  if (number.ends_with('x')) number.remove_suffix(1);
+  double value = 0;
+  auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  if (ec != std::errc() || end != number.data() + number.size() || value < 1) {
+    checker.Report(field, Quote(*text) + " is not a ratio of at least 1 (e.g. 2 or 1.5)");
+    return std::nullopt;
+  }
+  return value;
+}
+
+void ReadObserve(Checker& checker, const Field& field, ObserveConfig& observe) {
+  std::optional<MapReader> map = checker.Map(field, "a map with window and thresholds");
+  if (!map) return;
+  map->AllowOnly({"window", "interval", "max_error_rate", "max_error_rate_increase", "max_p99",
+                  "max_p99_ratio", "min_requests", "on_inconclusive"});
+  if (std::optional<Field> f = map->Require("window", "how long to watch, e.g. 60s")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
+      observe.window = *d;
+    }
+  }
+  if (std::optional<Field> f = map->Get("interval")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
+      if (*d < Millis(1000)) {
+        checker.Report(*f, Quote(FormatDuration(*d)) + " is shorter than the 1s sampling step");
+      } else {
+        observe.interval = *d;
+      }
+    }
+  }
+  if (std::optional<Field> f = map->Get("max_error_rate")) {
+    observe.max_error_rate = ReadPercent(checker, *f);
+  }
+  if (std::optional<Field> f = map->Get("max_error_rate_increase")) {
+    observe.max_error_rate_increase = ReadPercent(checker, *f);
+  }
+  if (std::optional<Field> f = map->Get("max_p99")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
+      observe.max_p99 = *d;
+    }
+  }
+  if (std::optional<Field> f = map->Get("max_p99_ratio")) {
+    observe.max_p99_ratio = ReadRatio(checker, *f);
+  }
+  if (std::optional<Field> f = map->Get("min_requests")) {
+    if (std::optional<int64_t> n = checker.Integer(*f, 1, 1'000'000'000)) {
+      observe.min_requests = static_cast<uint64_t>(*n);
+    }
+  }
+  if (std::optional<Field> f = map->Get("on_inconclusive")) {
+    if (std::optional<std::string> text = checker.String(*f, "promote, rollback or wait")) {
+      if (*text == "promote") {
+        observe.on_inconclusive = ObserveConfig::OnInconclusive::kPromote;
+      } else if (*text == "rollback") {
+        observe.on_inconclusive = ObserveConfig::OnInconclusive::kRollback;
+      } else if (*text == "wait") {
+        observe.on_inconclusive = ObserveConfig::OnInconclusive::kWait;
+      } else {
+        checker.Report(*f, Quote(*text) + " is not one of promote, rollback, wait");
+      }
+    }
+  }
+  if (observe.window.count() > 0 && !map->Get("max_error_rate") &&
+      !map->Get("max_error_rate_increase") && !map->Get("max_p99") && !map->Get("max_p99_ratio")) {
+    checker.Report(field,
+                   "observe needs at least one threshold: max_error_rate, "
+                   "max_error_rate_increase, max_p99 or max_p99_ratio");
+  }
+}
+
 void ReadMigrations(Checker& checker, const Field& field, MigrationsConfig& migrations) {
   std::optional<MapReader> map = checker.Map(field, "a map with database and dir");
   if (!map) return;
@@ -1204,7 +1297,7 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
   std::optional<MapReader> map = checker.Map(entry.value, "a map of service settings");
   if (!map) return;
   map->AllowOnly({"hosts", "path_prefix", "driver", "health", "drain_timeout", "checks",
-                  "promotion", "rollback_window", "migrations"});
+                  "promotion", "rollback_window", "migrations", "observe"});
 
   std::vector<Field> host_items;
   if (std::optional<Field> f = map->Require("hosts", "\"*\" matches any host")) {
@@ -1246,6 +1339,7 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
   if (std::optional<Field> f = map->Get("migrations")) {
     ReadMigrations(checker, *f, service.migrations.emplace());
   }
+  if (std::optional<Field> f = map->Get("observe")) ReadObserve(checker, *f, service.observe);
 
   if (prefix_ok) {
     for (const Field& item : host_items) {

@@ -73,6 +73,20 @@ struct PromotionConfig {
   Millis auto_after{0};  // kAutoAfter
 };
 
+// How the new release is judged after the switch (and, with an analysis
+// check, before it) from the router's own figures.
+struct ObserveConfig {
+  Millis window{0};                               // how long after the switch; 0: no observe step
+  Millis interval{30'000};                        // the sliding interval figures are taken over
+  std::optional<double> max_error_rate;           // fraction, e.g. 0.05 for "5%"
+  std::optional<double> max_error_rate_increase;  // fraction points over the old release's
+  std::optional<Millis> max_p99;
+  std::optional<double> max_p99_ratio;  // new p99 / old p99
+  uint64_t min_requests = 20;           // fewer: inconclusive
+  enum class OnInconclusive { kPromote, kRollback, kWait };
+  OnInconclusive on_inconclusive = OnInconclusive::kPromote;
+};
+
 // Where a service's schema changes live and run (docs/migrations.md).
 struct MigrationsConfig {
   // "postgres://..." / "postgresql://..." as written, or "sqlite:PATH" with
@@ -94,6 +108,7 @@ struct ServiceConfig {
   PromotionConfig promotion;
   Millis rollback_window{15 * 60'000};
   std::optional<MigrationsConfig> migrations;
+  ObserveConfig observe;
 };
 
 struct PreviewConfig {

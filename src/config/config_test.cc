@@ -349,7 +349,7 @@ services:
                 "(1s)",
                 "cutover.yaml:9:5: services.web: unknown key 'colour' (expected one of: hosts, "
                 "path_prefix, driver, health, drain_timeout, checks, promotion, rollback_window, "
-                "migrations)",
+                "migrations, observe)",
             }));
 }
 
@@ -598,7 +598,7 @@ services:
 )"),
             Lines{"cutover.yaml:6:5: services.web: unknown key 'rollback' (expected one of: "
                   "hosts, path_prefix, driver, health, drain_timeout, checks, promotion, "
-                  "rollback_window, migrations)"});
+                  "rollback_window, migrations, observe)"});
 }
 
 TEST(ServicesTest, DefaultsOfAService) {
@@ -1690,6 +1690,69 @@ TEST(MigrationsTest, Errors) {
   EXPECT_EQ(Errors(WithServiceKey("migrations: {database: 'sqlite:a.db', dir: /tmp, url: x}")),
             Lines{"cutover.yaml:6:54: services.web.migrations: unknown key 'url' (expected one "
                   "of: database, dir, lock_timeout, lock_wait)"});
+}
+
+}  // namespace
+}  // namespace cutover
+
+namespace cutover {
+namespace {
+
+// --- observe ---
+
+TEST(ObserveTest, DefaultsAndValues) {
+  ObserveConfig none = Parse("listen: 127.0.0.1:0\n" + std::string(kServices)).services[0].observe;
+  EXPECT_EQ(none.window, Millis(0));
+  ObserveConfig o =
+      Parse(WithServiceKey("observe: {window: 60s, interval: 10s, max_error_rate: 5%, "
+                           "max_error_rate_increase: '0.5%', max_p99: 300ms, max_p99_ratio: 2x, "
+                           "min_requests: 50, on_inconclusive: rollback}"))
+          .services[0]
+          .observe;
+  EXPECT_EQ(o.window, Millis(60'000));
+  EXPECT_EQ(o.interval, Millis(10'000));
+  ASSERT_TRUE(o.max_error_rate.has_value());
+  EXPECT_DOUBLE_EQ(*o.max_error_rate, 0.05);
+  ASSERT_TRUE(o.max_error_rate_increase.has_value());
+  EXPECT_DOUBLE_EQ(*o.max_error_rate_increase, 0.005);
+  EXPECT_EQ(o.max_p99, Millis(300));
+  ASSERT_TRUE(o.max_p99_ratio.has_value());
+  EXPECT_DOUBLE_EQ(*o.max_p99_ratio, 2.0);
+  EXPECT_EQ(o.min_requests, 50u);
+  EXPECT_EQ(o.on_inconclusive, ObserveConfig::OnInconclusive::kRollback);
+  ObserveConfig defaults =
+      Parse(WithServiceKey("observe: {window: 30s, max_p99: 1s}")).services[0].observe;
+  EXPECT_EQ(defaults.interval, Millis(30'000));
+  EXPECT_EQ(defaults.min_requests, 20u);
+  EXPECT_EQ(defaults.on_inconclusive, ObserveConfig::OnInconclusive::kPromote);
+  EXPECT_FALSE(defaults.max_error_rate.has_value());
+}
+
+TEST(ObserveTest, ErrorsNameFileLineAndWhat) {
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_error_rate: 5}")),
+            Lines{"cutover.yaml:6:44: services.web.observe.max_error_rate: '5' is not a "
+                  "percentage (write it with %, e.g. 5%)"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_error_rate: 120%}")),
+            Lines{"cutover.yaml:6:44: services.web.observe.max_error_rate: '120%' is not a "
+                  "percentage between 0% and 100%"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_p99_ratio: 0.5}")),
+            Lines{"cutover.yaml:6:43: services.web.observe.max_p99_ratio: '0.5' is not a ratio "
+                  "of at least 1 (e.g. 2 or 1.5)"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_p99: 1s, on_inconclusive: hope}")),
+            Lines{"cutover.yaml:6:58: services.web.observe.on_inconclusive: 'hope' is not one of "
+                  "promote, rollback, wait"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s}")),
+            Lines{"cutover.yaml:6:14: services.web.observe: observe needs at least one threshold: "
+                  "max_error_rate, max_error_rate_increase, max_p99 or max_p99_ratio"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {max_p99: 1s}")),
+            Lines{"cutover.yaml:6:14: services.web.observe: missing required key 'window' (how "
+                  "long to watch, e.g. 60s)"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_p99: 1s, interval: 500ms}")),
+            Lines{"cutover.yaml:6:51: services.web.observe.interval: '500ms' is shorter than the "
+                  "1s sampling step"});
+  EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_p99: 1s, min_requests: 0}")),
+            Lines{"cutover.yaml:6:55: services.web.observe.min_requests: '0' must be between 1 "
+                  "and 1000000000"});
 }
 
 }  // namespace

@@ -71,6 +71,7 @@ ServiceView Controller::State::View(const ServiceState& s) const {
       v.targets[c].push_back(std::move(tv));
     }
     const SlotRecord& slot = s.slots[c];
+    v.slots[c].figures = s.figures[c].Last(60'000, SteadyMs());
     v.slots[c].release = slot.release;
     v.slots[c].state =
         !slot.state.empty() ? slot.state : (s.targets[c].empty() ? "empty" : "running");
@@ -94,6 +95,51 @@ ServiceView Controller::State::View(const ServiceState& s) const {
   }
   if (s.active) v.deployment = s.active->record;
   return v;
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void Controller::State::SampleFigures() {
+  const int64_t now = SteadyMs();
+  for (ServiceState& s : services) {
+    for (int c = 0; c < 2; ++c) {
+      std::vector<std::pair<TargetPtr, StatsSnapshot>> next;
+      next.reserve(s.targets[c].size());
+      for (const TargetPtr& t : s.targets[c]) {
+        StatsSnapshot snap = t->stats.Snapshot();
+        StatsSnapshot before;
+        for (const auto& [known, last] : s.seen[c]) {
+          if (known == t) before = last;
+        }
+        AddDelta(s.served[c], before, snap);
+        next.emplace_back(t, snap);
+      }
+      s.seen[c] = std::move(next);
+      StatsSnapshot unrouted = s.unrouted[c]->Snapshot();
+      AddDelta(s.served[c], s.unrouted_seen[c], unrouted);
+      s.unrouted_seen[c] = unrouted;
+      s.figures[c].Record(now, s.served[c]);
+    }
+  }
+}
+
+void Controller::State::StartSampling() {
+  sampler = std::make_unique<asio::steady_timer>(control);
+  SampleFigures();
+  asio::co_spawn(
+      control,
+      [this]() -> asio::awaitable<void> {
+        while (!shutting_down) {
+          sampler->expires_after(Millis(1000));
+          auto [ec] = co_await sampler->async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec || shutting_down) co_return;
+          SampleFigures();
+        }
+      },
+      asio::detached);
 }
 
 void Controller::State::Emit(const DeploymentEvent& event) {
@@ -303,6 +349,7 @@ Status Controller::Start() {
             s.released ? "" : ", no release live yet");
   }
   st.table = st.BuildTable();
+  st.StartSampling();
   return {};
 }
 
@@ -453,6 +500,8 @@ std::string Controller::PrometheusMetrics() const {
     m.live = s.live;
     for (int c = 0; c < 2; ++c) {
       m.unrouted[c] = s.unrouted[c]->Snapshot();
+      m.release[c] = s.slots[c].release;
+      m.served[c] = s.served[c];
       for (const TargetPtr& t : s.targets[c]) {
         m.targets[c].push_back(
             {t->address_text, t->healthy.load(std::memory_order_relaxed), t->stats.Snapshot()});

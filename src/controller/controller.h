@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/types.h"
 #include "config/config.h"
+#include "controller/figures.h"
 #include "migrate/runner.h"
 #include "store/store.h"
 
@@ -38,10 +39,11 @@ struct TargetView {
 
 // What one color of a service runs.
 struct SlotView {
-  std::string release;            // empty: nothing deployed there
-  std::string state;              // "empty", "starting", "running", "stopped"
-  std::string note;               // e.g. "kept for rollback until 14:05:00 UTC"
-  std::vector<std::string> logs;  // process driver: the instances' log files
+  std::string release;             // empty: nothing deployed there
+  std::string state;               // "empty", "starting", "running", "stopped"
+  std::string note;                // e.g. "kept for rollback until 14:05:00 UTC"
+  std::vector<std::string> logs;   // process driver: the instances' log files
+  std::optional<Figures> figures;  // what the color served over the last minute
 };
 
 struct ServiceView {

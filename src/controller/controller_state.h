@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "config/config.h"
 #include "controller/controller.h"
+#include "controller/figures.h"
 #include "migrate/runner.h"
 #include "router/route_table.h"
 #include "store/store.h"
@@ -78,6 +79,11 @@ struct ServiceState {
   std::unique_ptr<boost::asio::steady_timer> retire_timer;
   std::shared_ptr<RunCancel> contract_run;  // a contract that runs outside a deployment
   bool contracting = false;
+  // What each color served, sampled every second (SampleFigures).
+  FigureHistory figures[2];
+  StatsSnapshot served[2];  // everything each color served since the daemon started
+  std::vector<std::pair<TargetPtr, StatsSnapshot>> seen[2];  // the targets' last snapshots
+  StatsSnapshot unrouted_seen[2];
 };
 
 struct Controller::State {
@@ -96,6 +102,7 @@ struct Controller::State {
   bool shutting_down = false;
   // Runs what blocks: migrations talk to the database synchronously.
   std::unique_ptr<boost::asio::thread_pool> blocking;
+  std::unique_ptr<boost::asio::steady_timer> sampler;
 
   ServiceState* Find(std::string_view name);
   std::shared_ptr<const RouteTable> BuildTable();
@@ -112,6 +119,10 @@ struct Controller::State {
   void SaveSlot(ServiceState& s, Color color);
   // Starts the rollback window timer of the idle color from its spec.
   void ArmRetire(ServiceState& s);
+  // Adds what every color served since the last call to its history.
+  void SampleFigures();
+  // Samples every second until the daemon stops.
+  void StartSampling();
 };
 
 // Starts spec.instances instances of `release` on `color` (process driver),
@@ -156,6 +167,9 @@ boost::asio::awaitable<void> RetirePrevious(Controller::State& st, ServiceState&
 // gone), journaled on the deployment that made it live.
 boost::asio::awaitable<Result<RunReport>> ContractLive(Controller::State& st, ServiceState& s,
                                                        std::string actor);
+
+// Milliseconds on the steady clock, the time base of the figure histories.
+int64_t SteadyMs();
 
 // "14:05:00 UTC": a wall-clock time of day as the CLI and status show it.
 std::string ClockTime(int64_t unix_ms);

@@ -67,18 +67,19 @@ std::string LogPath(const Config& config, std::string_view service, std::string_
   return fmt::format("{}/{}/{}-{}-{}.log", config.logs, service, release, ColorName(color), index);
 }
 
-// The steps a deployment goes through, in order; observing adds "observe"
-// after switch.
-std::vector<std::string_view> PlannedSteps(bool rollback, bool migrations) {
+// The steps a deployment goes through, in order.
+std::vector<std::string_view> PlannedSteps(bool rollback, bool migrations, bool observe) {
   if (rollback) {
     if (migrations) return {"schema", "start", "healthy", "switch"};
     return {"start", "healthy", "switch"};
   }
-  if (migrations) {
-    return {"prepare", "expand",  "verify-live", "start",    "healthy",
-            "check",   "approve", "switch",      "backfill", "settle"};
-  }
-  return {"prepare", "start", "healthy", "check", "approve", "switch", "settle"};
+  std::vector<std::string_view> steps = {"prepare"};
+  if (migrations) steps.insert(steps.end(), {"expand", "verify-live"});
+  steps.insert(steps.end(), {"start", "healthy", "check", "approve", "switch"});
+  if (observe) steps.push_back("observe");
+  if (migrations) steps.push_back("backfill");
+  steps.push_back("settle");
+  return steps;
 }
 
 }  // namespace
@@ -445,6 +446,121 @@ asio::awaitable<std::string> VerifyLive(Controller::State& st, ServiceState& s, 
                         targets.size(), release);
 }
 
+// Why `now` breaks the thresholds, judged against `before` (the previous
+// release's figures before the switch); empty when it does not.
+std::string Breach(const ObserveConfig& ob, const Figures& now,
+                   const std::optional<Figures>& before, std::string_view old_release) {
+  if (ob.max_error_rate && now.error_rate > *ob.max_error_rate) {
+    return fmt::format("error rate {} ({} of {} requests) > max_error_rate {}",
+                       FormatRate(now.error_rate), now.errors, now.requests,
+                       FormatRate(*ob.max_error_rate));
+  }
+  const bool comparable = before && before->requests >= ob.min_requests;
+  if (ob.max_error_rate_increase && comparable &&
+      now.error_rate - before->error_rate > *ob.max_error_rate_increase) {
+    return fmt::format(
+        "error rate {} ({} of {} requests) is {} points above {}'s {} before the switch > "
+        "max_error_rate_increase {}",
+        FormatRate(now.error_rate), now.errors, now.requests,
+        FormatRate(now.error_rate - before->error_rate), old_release,
+        FormatRate(before->error_rate), FormatRate(*ob.max_error_rate_increase));
+  }
+  if (ob.max_p99 && now.p99_us > static_cast<uint64_t>(ob.max_p99->count()) * 1000) {
+    return fmt::format("p99 {} > max_p99 {}", FormatLatency(now.p99_us),
+                       FormatDuration(*ob.max_p99));
+  }
+  if (ob.max_p99_ratio && comparable && before->p99_us > 0 &&
+      static_cast<double>(now.p99_us) > *ob.max_p99_ratio * static_cast<double>(before->p99_us)) {
+    return fmt::format("p99 {} is {:.1f}x {}'s {} before the switch > max_p99_ratio {:g}",
+                       FormatLatency(now.p99_us),
+                       static_cast<double>(now.p99_us) / static_cast<double>(before->p99_us),
+                       old_release, FormatLatency(before->p99_us), *ob.max_p99_ratio);
+  }
+  return {};
+}
+
+struct ObserveVerdict {
+  bool keep = true;  // false: switch back
+  std::string message;
+};
+
+// Watches the new live color for the observe window: the figures of the
+// sliding interval (and, at the end, of the whole window) against the
+// thresholds and the previous release's figures before the switch.
+asio::awaitable<ObserveVerdict> Observe(Controller::State& st, ServiceState& s, Deployment& d,
+                                        StepJournal& journal, Color from, int64_t switched_ms) {
+  const ObserveConfig& ob = s.config->observe;
+  const std::string& old_label = s.slots[static_cast<int>(from)].release;
+  const std::string old_release =
+      old_label.empty() ? std::string("the previous release") : old_label;
+  const std::string& release = d.record.release;
+  const FigureHistory& history = s.figures[static_cast<int>(d.record.color)];
+  const std::optional<Figures> before =
+      s.figures[static_cast<int>(from)].Last(ob.interval.count(), switched_ms);
+  const std::string baseline = fmt::format("{} before the switch: {}", old_release,
+                                           before ? before->ToString() : "no figures");
+  const int64_t until = switched_ms + ob.window.count();
+  d.promote_requested = false;
+  int64_t last_report = 0;
+  for (;;) {
+    co_await Nap(d, Millis(1000));
+    if (st.shutting_down) co_return ObserveVerdict{true, "the daemon is stopping"};
+    if (d.abort_requested) {
+      co_return ObserveVerdict{
+          false, fmt::format("aborted by {} while observing",
+                             d.abort_actor.empty() ? std::string("request") : d.abort_actor)};
+    }
+    const int64_t now = SteadyMs();
+    std::optional<Figures> window = history.Between(switched_ms, now);
+    if (d.promote_requested) {
+      co_return ObserveVerdict{true,
+                               fmt::format("promoted while observing; {}: {}; {}", release,
+                                           window ? window->ToString() : "no figures", baseline)};
+    }
+    std::optional<Figures> sliding =
+        history.Between(std::max(switched_ms, now - ob.interval.count()), now);
+    if (sliding && sliding->requests >= ob.min_requests) {
+      if (std::string breach = Breach(ob, *sliding, before, old_release); !breach.empty()) {
+        co_return ObserveVerdict{false, fmt::format("{} over the last {}: {}; {}", release,
+                                                    FormatDuration(Millis(std::min<int64_t>(
+                                                        ob.interval.count(), now - switched_ms))),
+                                                    breach, baseline)};
+      }
+    }
+    if (now - last_report >= 5000) {
+      last_report = now;
+      journal.Update("running", fmt::format("{} so far: {}; {}; until {}", release,
+                                            window ? window->ToString() : "no figures", baseline,
+                                            ClockTime(NowUnixMs() + (until - now))));
+    }
+    if (now < until) continue;
+    const bool enough = window && window->requests >= ob.min_requests;
+    if (enough) {
+      if (std::string breach = Breach(ob, *window, before, old_release); !breach.empty()) {
+        co_return ObserveVerdict{false, fmt::format("{} over {}: {}; {}", release,
+                                                    FormatDuration(ob.window), breach, baseline)};
+      }
+      co_return ObserveVerdict{
+          true, fmt::format("healthy over {:.1f}s: {}; {}", (now - switched_ms) / 1000.0,
+                            window->ToString(), baseline)};
+    }
+    std::string why =
+        fmt::format("inconclusive: {} request(s) in {:.1f}s, fewer than min_requests {}",
+                    window ? window->requests : 0, (now - switched_ms) / 1000.0, ob.min_requests);
+    switch (ob.on_inconclusive) {
+      case ObserveConfig::OnInconclusive::kPromote:
+        co_return ObserveVerdict{true, why + "; kept (on_inconclusive: promote)"};
+      case ObserveConfig::OnInconclusive::kRollback:
+        co_return ObserveVerdict{false, why + " (on_inconclusive: rollback)"};
+      case ObserveConfig::OnInconclusive::kWait:
+        if (now - last_report >= 5000 || last_report == 0) {
+          journal.Update("running", why + "; waiting for traffic (on_inconclusive: wait)");
+        }
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
@@ -532,7 +648,8 @@ Result<DeploymentRecord> Controller::Deploy(DeployRequest req) {
   d->record.color = color;
   d->record.actor = req.actor.empty() ? "api" : req.actor;
   d->record.spec_json = spec.ToJson();
-  for (std::string_view step : PlannedSteps(false, sc.migrations.has_value())) {
+  for (std::string_view step :
+       PlannedSteps(false, sc.migrations.has_value(), sc.observe.window.count() > 0)) {
     d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
   }
   d->record.started_unix_ms = NowUnixMs();
@@ -594,7 +711,7 @@ Result<DeploymentRecord> Controller::Rollback(std::string_view service, std::str
                                       ? std::string("the live release")
                                       : s->slots[static_cast<int>(s->live)].release,
                                   d->record.release);
-  for (std::string_view step : PlannedSteps(true, s->config->migrations.has_value())) {
+  for (std::string_view step : PlannedSteps(true, s->config->migrations.has_value(), false)) {
     d->record.steps.push_back({std::string(step), "pending", 0, 0, ""});
   }
   d->record.started_unix_ms = NowUnixMs();
@@ -614,7 +731,9 @@ Result<DeploymentRecord> Controller::Promote(std::string_view service, std::stri
   }
   if (!s->active || s->active->rollback) {
     return MakeError(ErrorCode::kConflict,
-                     fmt::format("service '{}' has no deployment waiting for approval", service));
+                     fmt::format("service '{}' has no deployment waiting for approval or "
+                                 "being observed",
+                                 service));
   }
   s->active->promote_requested = true;
   s->active->wake->cancel();
@@ -631,8 +750,11 @@ Result<DeploymentRecord> Controller::Abort(std::string_view service, std::string
     return MakeError(ErrorCode::kConflict,
                      fmt::format("service '{}' has no deployment running", service));
   }
+  const bool observing = std::any_of(
+      s->active->record.steps.begin(), s->active->record.steps.end(),
+      [](const StepRecord& step) { return step.name == "observe" && step.outcome == "running"; });
   for (const StepRecord& step : s->active->record.steps) {
-    if (step.name == "switch" && step.outcome != "pending") {
+    if (step.name == "switch" && step.outcome != "pending" && !observing) {
       return MakeError(ErrorCode::kConflict,
                        fmt::format("service '{}': deployment {} has already switched; use "
                                    "rollback to go back",
@@ -679,6 +801,7 @@ asio::awaitable<void> Controller::Shutdown(bool keep_instances) {
   State& st = *state_;
   // From here on the deployments' own coroutines stop writing the journal.
   st.shutting_down = true;
+  if (st.sampler) st.sampler->cancel();
   for (ServiceState& s : st.services) {
     if (s.retire_timer) s.retire_timer->cancel();
     if (s.contract_run) s.contract_run->Cancel();
@@ -1079,7 +1202,63 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   }
   co_await PublishTable(st);
   journal.End("ok", detail + "; every router worker routes by it");
-  // Observing the new release's figures comes here.
+
+  // --- observe ---------------------------------------------------------------
+  if (!d.rollback && sc.observe.window.count() > 0) {
+    journal.Begin("observe");
+    if (d.first) {
+      journal.End("skipped", "nothing was live before: there is nothing to go back to");
+    } else {
+      // A sample at the switch marks where the new release's figures begin.
+      st.SampleFigures();
+      const int64_t switched_ms = SteadyMs();
+      ObserveVerdict verdict = co_await Observe(st, s, d, journal, from, switched_ms);
+      if (st.shutting_down) co_return;
+      if (verdict.keep) {
+        journal.End("ok", verdict.message);
+      } else {
+        // The previous release still runs: going back is one more switch.
+        std::string back = fmt::format("{} -> {} ({})", ColorName(color), ColorName(from),
+                                       s.slots[static_cast<int>(from)].release);
+        Status saved = st.store.SetLiveColor(
+            sc.name, from, {0, 0, sc.name, "rollback", "daemon", back + ": observe", "ok"});
+        if (!saved) {
+          journal.End("failed",
+                      verdict.message + "; switching back failed: " + saved.error().message);
+          journal.Finish("failed", "observe judged against " + d.record.release +
+                                       " but switching back failed: " + saved.error().message);
+          s.active.reset();
+          co_return;
+        }
+        s.live = from;
+        SlotRecord& old = s.slots[static_cast<int>(from)];
+        if (Result<ReleaseSpec> spec = ReleaseSpec::FromJson(old.spec_json); spec) {
+          spec->retire_at_unix_ms = 0;
+          old.spec_json = spec->ToJson();
+        }
+        old.state = "running";
+        st.SaveSlot(s, from);
+        // The rejected release stays on the idle color like any previous
+        // release, for a look at it (or `cutover rollback` to it) until its
+        // window closes.
+        SlotRecord& rejected = s.slots[static_cast<int>(color)];
+        d.spec.retire_at_unix_ms = NowUnixMs() + sc.rollback_window.count();
+        rejected.spec_json = d.spec.ToJson();
+        st.SaveSlot(s, color);
+        co_await PublishTable(st);
+        journal.End("failed", verdict.message + "; switched back: " + back);
+        st.ArmRetire(s);
+        s.active.reset();
+        journal.Finish("rolled_back",
+                       fmt::format("observe: {}; switched back to {} on {}",
+                                   verdict.message.substr(0, verdict.message.find("; ")),
+                                   s.slots[static_cast<int>(from)].release, ColorName(from)));
+        LogWarn("service '{}': deployment {} of {} rolled back: {}", sc.name, id, d.record.release,
+                verdict.message);
+        co_return;
+      }
+    }
+  }
 
   // --- backfill --------------------------------------------------------------
   // Data-only files run once the new release, which writes the new shape,

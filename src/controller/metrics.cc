@@ -28,6 +28,22 @@ void Header(std::string& out, std::string_view name, std::string_view type, std:
   fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
+// The latency histogram of `stats` as the series of `name`.
+void Histogram(std::string& out, std::string_view name, std::string_view labels,
+               const StatsSnapshot& stats) {
+  auto it = std::back_inserter(out);
+  uint64_t cumulative = 0;
+  for (size_t b = 0; b < kLatencyBucketsUs.size(); ++b) {
+    cumulative += stats.latency[b];
+    fmt::format_to(it, "{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, kLatencyBucketsUs[b] / 1e6,
+                   cumulative);
+  }
+  cumulative += stats.latency[kLatencyBuckets - 1];
+  fmt::format_to(it, "{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels, cumulative);
+  fmt::format_to(it, "{}_sum{{{}}} {}\n", name, labels, stats.latency_sum_us / 1e6);
+  fmt::format_to(it, "{}_count{{{}}} {}\n", name, labels, cumulative);
+}
+
 }  // namespace
 
 std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
@@ -89,18 +105,7 @@ std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
   Header(out, "cutover_request_duration_seconds", "histogram",
          "Time from the request head to the end of the response.");
   each_target([&](const std::string& l, const TargetMetrics& t) {
-    uint64_t cumulative = 0;
-    for (size_t b = 0; b < kLatencyBucketsUs.size(); ++b) {
-      cumulative += t.stats.latency[b];
-      fmt::format_to(it, "cutover_request_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", l,
-                     kLatencyBucketsUs[b] / 1e6, cumulative);
-    }
-    cumulative += t.stats.latency[kLatencyBuckets - 1];
-    fmt::format_to(it, "cutover_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", l,
-                   cumulative);
-    fmt::format_to(it, "cutover_request_duration_seconds_sum{{{}}} {}\n", l,
-                   t.stats.latency_sum_us / 1e6);
-    fmt::format_to(it, "cutover_request_duration_seconds_count{{{}}} {}\n", l, cumulative);
+    Histogram(out, "cutover_request_duration_seconds", l, t.stats);
   });
 
   Header(out, "cutover_unrouted_requests_total", "counter",
@@ -109,6 +114,30 @@ std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
     for (int c = 0; c < 2; ++c) {
       fmt::format_to(it, "cutover_unrouted_requests_total{{service=\"{}\",color=\"{}\"}} {}\n",
                      Escape(s.name), ColorName(static_cast<Color>(c)), s.unrouted[c].total());
+    }
+  }
+
+  // Per color, labelled with the release it runs, so that two releases can
+  // be compared side by side.
+  auto color_labels = [&](const ServiceMetrics& s, int c) {
+    return fmt::format("service=\"{}\",color=\"{}\",release=\"{}\"", Escape(s.name),
+                       ColorName(static_cast<Color>(c)), Escape(s.release[c]));
+  };
+  Header(out, "cutover_color_requests_total", "counter",
+         "Responses of each color (its targets and its 503s), by status class.");
+  for (const ServiceMetrics& s : services) {
+    for (int c = 0; c < 2; ++c) {
+      for (int k = 0; k < 5; ++k) {
+        fmt::format_to(it, "cutover_color_requests_total{{{},class=\"{}\"}} {}\n",
+                       color_labels(s, c), kClassNames[k], s.served[c].responses[k]);
+      }
+    }
+  }
+  Header(out, "cutover_color_request_duration_seconds", "histogram",
+         "Time from the request head to the end of the response, per color.");
+  for (const ServiceMetrics& s : services) {
+    for (int c = 0; c < 2; ++c) {
+      Histogram(out, "cutover_color_request_duration_seconds", color_labels(s, c), s.served[c]);
     }
   }
 

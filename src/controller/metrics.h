@@ -22,6 +22,8 @@ struct ServiceMetrics {
   Color live = Color::kBlue;
   std::vector<TargetMetrics> targets[2];  // by Color
   StatsSnapshot unrouted[2];              // answered 503 without a target
+  std::string release[2];                 // the release on each color ("" when none)
+  StatsSnapshot served[2];                // everything each color served, unrouted included
 };
 
 std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
