@@ -157,7 +157,8 @@ void AddDeploymentRoutes(HttpRoutes& routes, Controller& controller) {
         if (!d) co_return ErrorResponse(d.error());
         std::set<std::string> replayed;
         for (const StepRecord& step : d->steps) {
-          if (step.outcome == "pending") continue;
+          // Steps that never began (skipped after a failure) have nothing to show.
+          if (step.outcome == "pending" || step.started_unix_ms == 0) continue;
           int64_t end = step.finished_unix_ms != 0 ? step.finished_unix_ms : NowUnixMs();
           DeploymentEvent e{d->id,
                             d->service,

@@ -455,6 +455,29 @@ Result<bool> ParseRollbackRequest(std::string_view body) {
   return force;
 }
 
+Json ToJson(const LintFinding& f) {
+  return {{"file", f.file},
+          {"line", f.line},
+          {"rule", f.rule},
+          {"severity", f.severity == Severity::kError ? "error" : "warning"},
+          {"message", f.message},
+          {"allowed", f.allowed},
+          {"allow_reason", f.allow_reason}};
+}
+
+LintFinding LintFindingFromJson(const Json& json) {
+  LintFinding f;
+  if (!json.is_object()) return f;
+  f.file = json.value("file", "");
+  f.line = json.value("line", 0);
+  f.rule = json.value("rule", "");
+  f.severity = json.value("severity", "error") == "warning" ? Severity::kWarning : Severity::kError;
+  f.message = json.value("message", "");
+  f.allowed = json.value("allowed", false);
+  f.allow_reason = json.value("allow_reason", "");
+  return f;
+}
+
 Json ToJson(const ContractResult& result) {
   Json files = Json::array();
   for (const FileRun& f : result.report.files) {
@@ -465,7 +488,7 @@ Json ToJson(const ContractResult& result) {
                      {"message", f.message}});
   }
   Json lint = Json::array();
-  for (const LintFinding& f : result.report.lint) lint.push_back(f.ToString());
+  for (const LintFinding& f : result.report.lint) lint.push_back(ToJson(f));
   return {{"retired", result.retired},
           {"ok", result.report.ok},
           {"error", result.report.error},
@@ -493,9 +516,7 @@ Result<ContractResult> ContractResultFromJson(const Json& json) {
     }
   }
   if (auto it = json.find("lint"); it != json.end() && it->is_array()) {
-    for (const Json& l : *it) {
-      if (l.is_string()) r.report.lint.push_back({.message = l.get<std::string>()});
-    }
+    for (const Json& l : *it) r.report.lint.push_back(LintFindingFromJson(l));
   }
   return r;
 }

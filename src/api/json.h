@@ -74,6 +74,10 @@ Result<SwitchRequest> ParseSwitchRequest(std::string_view body);
 // The body of POST .../rollback: empty, or {"force": true}. Returns force.
 Result<bool> ParseRollbackRequest(std::string_view body);
 
+// A lint finding as `cutover migrate --json` and POST .../contract show it.
+Json ToJson(const LintFinding& finding);
+LintFinding LintFindingFromJson(const Json& json);
+
 // What POST .../contract answers.
 Json ToJson(const ContractResult& result);
 Result<ContractResult> ContractResultFromJson(const Json& json);

@@ -337,6 +337,8 @@ std::string CheckName(const CheckConfig& check) {
       return "command " + check.command;
     case CheckConfig::Kind::kSession:
       return "session";
+    case CheckConfig::Kind::kAnalysis:
+      return "analysis";
   }
   return "check";
 }

@@ -419,7 +419,10 @@ int RunContract(const ClientOptions& options, const std::string& service, bool j
     return result->report.ok ? kExitOk : kExitFailed;
   }
   if (!result->retired.empty()) fmt::print("{}: {}\n", service, result->retired);
-  for (const LintFinding& f : result->report.lint) fmt::print("{}\n", f.message);
+  for (const LintFinding& f : result->report.lint) {
+    fmt::print("{}: {}\n", f.severity == Severity::kError && !f.allowed ? "error" : "warning",
+               f.ToString());
+  }
   if (!result->report.ok) return Fail(kExitFailed, result->report.error);
   int applied = 0;
   for (const FileRun& f : result->report.files) {

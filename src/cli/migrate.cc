@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "api/json.h"
 #include "config/config.h"
 #include "migrate/lint.h"
 #include "migrate/runner.h"
@@ -15,8 +16,6 @@
 namespace cutover {
 
 namespace {
-
-using Json = nlohmann::json;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;
@@ -117,19 +116,9 @@ Result<Target> ResolveTarget(const MigrateOptions& o) {
   return t;
 }
 
-Json FindingJson(const LintFinding& f) {
-  return {{"file", f.file},
-          {"line", f.line},
-          {"rule", f.rule},
-          {"severity", f.severity == Severity::kError ? "error" : "warning"},
-          {"message", f.message},
-          {"allowed", f.allowed},
-          {"allow_reason", f.allow_reason}};
-}
-
 Json FindingsJson(const std::vector<LintFinding>& findings) {
   Json out = Json::array();
-  for (const LintFinding& f : findings) out.push_back(FindingJson(f));
+  for (const LintFinding& f : findings) out.push_back(ToJson(f));
   return out;
 }
 
@@ -259,11 +248,32 @@ int PrintLint(const Target& t, bool json, bool plan) {
       }
     }
     phases[std::string(PhaseName(phase))] = {{"files", names}, {"lint", FindingsJson(findings)}};
+    if (plan && !json && phase == Phase::kContract && status) {
+      for (const MigrationState& m : status->files) {
+        if (m.state == "changed") {
+          fmt::print(
+              "error: {} was changed after it was applied; runs refuse until it is "
+              "restored\n",
+              m.filename);
+        }
+      }
+    }
     all.insert(all.end(), findings.begin(), findings.end());
   }
-  const int errors = ErrorCount(all);
+  // An applied file that changed since stops every run: the runner refuses.
+  std::vector<std::string> changed;
+  if (status) {
+    for (const MigrationState& m : status->files) {
+      if (m.state != "changed") continue;
+      changed.push_back(
+          fmt::format("{} was changed after it was applied; runs refuse until it "
+                      "is restored (put the change in a new file)",
+                      m.filename));
+    }
+  }
+  const int errors = ErrorCount(all) + static_cast<int>(changed.size());
   if (json) {
-    Json out = {{"errors", errors}};
+    Json out = {{"errors", errors}, {"changed", changed}};
     if (plan) {
       out["phases"] = phases;
     } else {
@@ -271,6 +281,7 @@ int PrintLint(const Target& t, bool json, bool plan) {
     }
     fmt::print("{}\n", out.dump());
   } else if (!plan) {
+    for (const std::string& c : changed) fmt::print("error: {}\n", c);
     PrintFindings(all);
     fmt::print("{} file(s) linted{}: {} error(s), {} warning(s)\n",
                status ? [&] {

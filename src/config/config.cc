@@ -841,7 +841,7 @@ constexpr std::string_view kRequestKeys[] = {
     "request", "method", "path", "headers", "body", "expect_status", "expect_body", "expect_json"};
 constexpr std::string_view kExpectKeys[] = {"expect_status", "expect_body", "expect_json"};
 constexpr std::string_view kAttemptKeys[] = {"timeout", "retries", "retry_interval"};
-constexpr std::string_view kCheckKinds[] = {"http", "command", "session"};
+constexpr std::string_view kCheckKinds[] = {"http", "command", "session", "analysis"};
 constexpr int64_t kMaxRetries = 100;
 
 // timeout, retries and retry_interval, from the check's own map or from the map of its kind
@@ -993,9 +993,34 @@ void ReadSessionCheck(Checker& checker, const MapReader& outer, const Field& bod
   check.name = "session";
 }
 
+void ReadAnalysisCheck(Checker& checker, const Field& body, CheckConfig& check) {
+  check.kind = CheckConfig::Kind::kAnalysis;
+  check.name = "analysis";
+  check.retries = 0;
+  std::optional<MapReader> m = checker.Map(body, "a map with requests, duration and rate");
+  if (!m) return;
+  m->AllowOnly({"requests", "duration", "rate", "timeout"});
+  if (std::optional<Field> f = m->Require("requests", "e.g. [GET /, GET /products]")) {
+    ReadSessionSteps(checker, *f, check.requests);
+  }
+  if (std::optional<Field> f = m->Get("duration")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
+      check.duration = *d;
+    }
+  }
+  if (std::optional<Field> f = m->Get("rate")) {
+    if (std::optional<int64_t> n = checker.Integer(*f, 1, 10'000)) {
+      check.rate = static_cast<int>(*n);
+    }
+  }
+  if (std::optional<Field> f = m->Get("timeout")) {
+    if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) check.timeout = *d;
+  }
+}
+
 void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
   std::optional<MapReader> map =
-      checker.Map(item, "a check: {http: ...}, {command: ...} or {session: ...}");
+      checker.Map(item, "a check: {http: ...}, {command: ...}, {session: ...} or {analysis: ...}");
   if (!map) return;
   std::vector<std::string_view> allowed = Keys(kCheckKinds, Keys({"name"}, kAttemptKeys));
   std::vector<std::string_view> kinds;
@@ -1008,13 +1033,14 @@ void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
     // A misspelt kind is reported as the unknown key it is, and once.
     map->AllowOnly(allowed);
     if (all_known) {
-      checker.Report(item, "a check needs one of the keys http, command or session");
+      checker.Report(item, "a check needs one of the keys http, command, session or analysis");
     }
     return;
   }
   if (kinds.size() > 1) {
     checker.Report(item,
-                   "a check has exactly one of the keys http, command or session (this one "
+                   "a check has exactly one of the keys http, command, session or analysis (this "
+                   "one "
                    "has " +
                        QuotedList(kinds) + ")");
     return;
@@ -1026,6 +1052,8 @@ void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
     ReadCommandCheck(checker, *map, body, check);
   } else if (kinds[0] == "http") {
     ReadHttpCheck(checker, *map, body, check);
+  } else if (kinds[0] == "analysis") {
+    ReadAnalysisCheck(checker, body, check);
   } else {
     ReadSessionCheck(checker, *map, body, check);
   }
@@ -1040,15 +1068,21 @@ void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
   }
 }
 
-void ReadChecks(Checker& checker, const Field& field, std::vector<CheckConfig>& checks) {
+// Returns the analysis checks' items, which need the service's observe
+// thresholds.
+std::vector<Field> ReadChecks(Checker& checker, const Field& field,
+                              std::vector<CheckConfig>& checks) {
+  std::vector<Field> analyses;
   std::optional<std::vector<Field>> items =
       checker.Items(field, /*single_allowed=*/false, "a list of checks");
-  if (!items) return;
+  if (!items) return analyses;
   for (const Field& item : *items) {
     CheckConfig check;
     ReadCheck(checker, item, check);
+    if (check.kind == CheckConfig::Kind::kAnalysis) analyses.push_back(item);
     checks.push_back(std::move(check));
   }
+  return analyses;
 }
 
 void ReadPromotion(Checker& checker, const Field& field, PromotionConfig& promotion) {
@@ -1115,7 +1149,7 @@ void ReadObserve(Checker& checker, const Field& field, ObserveConfig& observe) {
   if (!map) return;
   map->AllowOnly({"window", "interval", "max_error_rate", "max_error_rate_increase", "max_p99",
                   "max_p99_ratio", "min_requests", "on_inconclusive"});
-  if (std::optional<Field> f = map->Require("window", "how long to watch, e.g. 60s")) {
+  if (std::optional<Field> f = map->Get("window")) {
     if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {
       observe.window = *d;
     }
@@ -1161,8 +1195,8 @@ void ReadObserve(Checker& checker, const Field& field, ObserveConfig& observe) {
       }
     }
   }
-  if (observe.window.count() > 0 && !map->Get("max_error_rate") &&
-      !map->Get("max_error_rate_increase") && !map->Get("max_p99") && !map->Get("max_p99_ratio")) {
+  if (!map->Get("max_error_rate") && !map->Get("max_error_rate_increase") && !map->Get("max_p99") &&
+      !map->Get("max_p99_ratio")) {
     checker.Report(field,
                    "observe needs at least one threshold: max_error_rate, "
                    "max_error_rate_increase, max_p99 or max_p99_ratio");
@@ -1327,7 +1361,10 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
       service.drain_timeout = *d;
     }
   }
-  if (std::optional<Field> f = map->Get("checks")) ReadChecks(checker, *f, service.checks);
+  std::vector<Field> analyses;
+  if (std::optional<Field> f = map->Get("checks")) {
+    analyses = ReadChecks(checker, *f, service.checks);
+  }
   if (std::optional<Field> f = map->Get("promotion")) {
     ReadPromotion(checker, *f, service.promotion);
   }
@@ -1339,7 +1376,15 @@ void ReadService(Checker& checker, const MapReader::Entry& entry, RouteClaims& c
   if (std::optional<Field> f = map->Get("migrations")) {
     ReadMigrations(checker, *f, service.migrations.emplace());
   }
-  if (std::optional<Field> f = map->Get("observe")) ReadObserve(checker, *f, service.observe);
+  std::optional<Field> observe = map->Get("observe");
+  if (observe) ReadObserve(checker, *observe, service.observe);
+  if (!observe) {
+    for (const Field& item : analyses) {
+      checker.Report(item,
+                     "an analysis check is judged with the service's observe thresholds; add "
+                     "observe: {max_error_rate: 5%} (a window is not needed)");
+    }
+  }
 
   if (prefix_ok) {
     for (const Field& item : host_items) {

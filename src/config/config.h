@@ -55,7 +55,7 @@ struct CheckRequest {
 };
 
 struct CheckConfig {
-  enum class Kind { kHttp, kCommand, kSession };
+  enum class Kind { kHttp, kCommand, kSession, kAnalysis };
   Kind kind = Kind::kHttp;
   std::string name;  // shown in progress and history, e.g. "http GET /"
   Millis timeout{10'000};
@@ -65,6 +65,12 @@ struct CheckConfig {
   std::string command;                // kCommand: run through /bin/sh in the workdir
   std::vector<CheckRequest> on_live;  // kSession: against the live color first,
   std::vector<CheckRequest> on_idle;  // then the idle color, one cookie jar
+  // kAnalysis: `requests` sent in turn to the preview at `rate` per second
+  // for `duration` (each bounded by `timeout`), judged with the service's
+  // observe thresholds.
+  std::vector<CheckRequest> requests;
+  Millis duration{10'000};
+  int rate = 20;
 };
 
 struct PromotionConfig {

@@ -1230,20 +1230,21 @@ TEST(ChecksTest, NoChecksByDefault) {
 TEST(ChecksTest, ExactlyOneKind) {
   EXPECT_EQ(Errors(WithChecks("      - http: /\n        command: ./smoke.sh\n")),
             Lines{"cutover.yaml:7:9: services.web.checks[0]: a check has exactly one of the keys "
-                  "http, command or session (this one has 'http' and 'command')"});
+                  "http, command, session or analysis (this one has 'http' and 'command')"});
   EXPECT_EQ(Errors(WithChecks("      - {command: a, session: {}, http: /}\n")),
             Lines{"cutover.yaml:7:9: services.web.checks[0]: a check has exactly one of the keys "
-                  "http, command or session (this one has 'command', 'session' and 'http')"});
+                  "http, command, session or analysis (this one has 'command', 'session' and "
+                  "'http')"});
   EXPECT_EQ(Errors(WithChecks("      - name: smoke\n        timeout: 5s\n")),
             Lines{"cutover.yaml:7:9: services.web.checks[0]: a check needs one of the keys http, "
-                  "command or session"});
+                  "command, session or analysis"});
   EXPECT_EQ(Errors(WithChecks("      - {}\n")),
             Lines{"cutover.yaml:7:9: services.web.checks[0]: a check needs one of the keys http, "
-                  "command or session"});
+                  "command, session or analysis"});
   // A misspelt kind is named once, as what it is.
   EXPECT_EQ(Errors(WithChecks("      - htp: /\n")),
             Lines{"cutover.yaml:7:9: services.web.checks[0]: unknown key 'htp' (expected one of: "
-                  "http, command, session, name, timeout, retries, retry_interval)"});
+                  "http, command, session, analysis, name, timeout, retries, retry_interval)"});
 }
 
 TEST(ChecksTest, ShapeErrors) {
@@ -1251,7 +1252,7 @@ TEST(ChecksTest, ShapeErrors) {
             Lines{"cutover.yaml:7:7: services.web.checks: expected a list of checks, got a map"});
   EXPECT_EQ(Errors(WithChecks("      - ./smoke.sh\n")),
             Lines{"cutover.yaml:7:9: services.web.checks[0]: expected a check: {http: ...}, "
-                  "{command: ...} or {session: ...}, got a value ('./smoke.sh')"});
+                  "{command: ...}, {session: ...} or {analysis: ...}, got a value ('./smoke.sh')"});
   EXPECT_EQ(Errors(WithChecks("      - http: {path: /, expect: 200}\n")),
             Lines{"cutover.yaml:7:25: services.web.checks[0].http: unknown key 'expect' (expected "
                   "one of: request, method, path, headers, body, expect_status, expect_body, "
@@ -1744,15 +1745,55 @@ TEST(ObserveTest, ErrorsNameFileLineAndWhat) {
   EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s}")),
             Lines{"cutover.yaml:6:14: services.web.observe: observe needs at least one threshold: "
                   "max_error_rate, max_error_rate_increase, max_p99 or max_p99_ratio"});
-  EXPECT_EQ(Errors(WithServiceKey("observe: {max_p99: 1s}")),
-            Lines{"cutover.yaml:6:14: services.web.observe: missing required key 'window' (how "
-                  "long to watch, e.g. 60s)"});
   EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_p99: 1s, interval: 500ms}")),
             Lines{"cutover.yaml:6:51: services.web.observe.interval: '500ms' is shorter than the "
                   "1s sampling step"});
   EXPECT_EQ(Errors(WithServiceKey("observe: {window: 60s, max_p99: 1s, min_requests: 0}")),
             Lines{"cutover.yaml:6:55: services.web.observe.min_requests: '0' must be between 1 "
                   "and 1000000000"});
+}
+
+}  // namespace
+}  // namespace cutover
+
+namespace cutover {
+namespace {
+
+// --- analysis checks ---
+
+TEST(AnalysisCheckTest, ReadsRequestsDurationRateAndTimeout) {
+  Config c = Parse(
+      "listen: 127.0.0.1:0\nservices:\n  web:\n    hosts: [localhost]\n"
+      "    driver: {type: static, blue: [127.0.0.1:9001]}\n"
+      "    observe: {max_error_rate: 1%}\n"
+      "    checks:\n"
+      "      - analysis: {requests: [GET /, POST /cart/add?item=x], duration: 5s, rate: 40, "
+      "timeout: 2s}\n");
+  ASSERT_EQ(c.services.size(), 1u);
+  ASSERT_EQ(c.services[0].checks.size(), 1u);
+  const CheckConfig& a = c.services[0].checks[0];
+  EXPECT_EQ(a.kind, CheckConfig::Kind::kAnalysis);
+  ASSERT_EQ(a.requests.size(), 2u);
+  EXPECT_EQ(a.requests[1].method, "POST");
+  EXPECT_EQ(a.requests[1].path, "/cart/add?item=x");
+  EXPECT_EQ(a.duration, Millis(5000));
+  EXPECT_EQ(a.rate, 40);
+  EXPECT_EQ(a.timeout, Millis(2000));
+  EXPECT_EQ(c.services[0].observe.window, Millis(0));
+}
+
+TEST(AnalysisCheckTest, NeedsRequestsAndTheObserveThresholds) {
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\nservices:\n  web:\n    hosts: [localhost]\n"
+                   "    driver: {type: static, blue: [127.0.0.1:9001]}\n"
+                   "    checks:\n"
+                   "      - analysis: {duration: 5s, rate: 0}\n"),
+            (Lines{"cutover.yaml:7:9: services.web.checks[0]: an analysis check is judged with the "
+                   "service's observe thresholds; add observe: {max_error_rate: 5%} (a window is "
+                   "not needed)",
+                   "cutover.yaml:7:19: services.web.checks[0].analysis: missing required key "
+                   "'requests' (e.g. [GET /, GET /products])",
+                   "cutover.yaml:7:40: services.web.checks[0].analysis.rate: '0' must be between "
+                   "1 and 10000"}));
 }
 
 }  // namespace

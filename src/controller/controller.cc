@@ -476,6 +476,15 @@ asio::awaitable<Result<ContractResult>> Controller::Contract(std::string name, s
     co_return MakeError(ErrorCode::kConflict,
                         fmt::format("service '{}' has no release live yet", name));
   }
+  // The database and the folder must be readable before the previous
+  // release is stopped for the contract's sake.
+  Result<DatabaseStatus> readable = co_await ReadMigrationsOffThread(st, *s->config);
+  if (!readable) co_return std::unexpected(readable.error());
+  if (s->active) {
+    co_return MakeError(
+        ErrorCode::kConflict,
+        fmt::format("service '{}': deployment {} started meanwhile", name, s->active->record.id));
+  }
   ContractResult result;
   const Color idle = Other(s->live);
   const SlotRecord& slot = s->slots[static_cast<int>(idle)];

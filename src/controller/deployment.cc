@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "checks/checks.h"
+#include "checks/traffic.h"
 #include "common/log.h"
 #include "controller/controller.h"
 #include "controller/controller_state.h"
@@ -402,7 +403,9 @@ asio::awaitable<std::string> VerifyLive(Controller::State& st, ServiceState& s, 
   const ServiceConfig& sc = *s.config;
   std::vector<CheckConfig> checks;
   for (const CheckConfig& c : sc.checks) {
-    if (c.kind != CheckConfig::Kind::kSession) checks.push_back(c);
+    if (c.kind == CheckConfig::Kind::kHttp || c.kind == CheckConfig::Kind::kCommand) {
+      checks.push_back(c);
+    }
   }
   if (checks.empty()) {
     CheckConfig health;
@@ -479,6 +482,48 @@ std::string Breach(const ObserveConfig& ob, const Figures& now,
   return {};
 }
 
+// An analysis check: a steady stream of requests at the preview, and the
+// idle color's figures judged with the observe thresholds, the live
+// color's figures of the last interval as the comparison.
+asio::awaitable<CheckResult> RunAnalysis(ServiceState& s, const CheckConfig& check,
+                                         const CheckContext& ctx) {
+  const ObserveConfig& ob = s.config->observe;
+  CheckResult result;
+  result.name = CheckName(check);
+  result.attempts = 1;
+  std::vector<TrafficSample> samples =
+      co_await DriveTraffic(check.requests, check.rate, check.duration, check.timeout, ctx);
+  StatsSnapshot measured;
+  // No answer counts as the 502 the router would have sent.
+  for (const TrafficSample& t : samples)
+    Record(measured, t.status == 0 ? 502 : t.status, t.latency_us);
+  const Figures figures =
+      Between(StatsSnapshot{}, measured, static_cast<double>(check.duration.count()) / 1000.0);
+  const std::string& label = s.slots[static_cast<int>(s.live)].release;
+  const std::string live = label.empty() ? std::string("the live release") : label;
+  std::optional<Figures> before;
+  if (s.released)
+    before = s.figures[static_cast<int>(s.live)].Last(ob.interval.count(), SteadyMs());
+  const std::string summary =
+      fmt::format("{} at the preview: {}; {} live: {}", ctx.release, figures.ToString(), live,
+                  before ? before->ToString() : std::string("no figures"));
+  if (figures.requests == 0) {
+    result.message = "no request could be sent to the preview";
+    co_return result;
+  }
+  std::string breach = Breach(ob, figures, before, live);
+  result.passed = breach.empty();
+  result.message = result.passed ? summary : breach + "; " + summary;
+  co_return result;
+}
+
+// Runs one check of the check step: analysis here, the others in src/checks.
+asio::awaitable<CheckResult> RunStepCheck(ServiceState& s, const CheckConfig& check,
+                                          const CheckContext& ctx) {
+  if (check.kind == CheckConfig::Kind::kAnalysis) co_return co_await RunAnalysis(s, check, ctx);
+  co_return co_await RunCheck(check, ctx);
+}
+
 struct ObserveVerdict {
   bool keep = true;  // false: switch back
   std::string message;
@@ -506,16 +551,15 @@ asio::awaitable<ObserveVerdict> Observe(Controller::State& st, ServiceState& s, 
     co_await Nap(d, Millis(1000));
     if (st.shutting_down) co_return ObserveVerdict{true, "the daemon is stopping"};
     if (d.abort_requested) {
-      co_return ObserveVerdict{
-          false, fmt::format("aborted by {} while observing",
-                             d.abort_actor.empty() ? std::string("request") : d.abort_actor)};
+      std::string who = d.abort_actor.empty() ? std::string("request") : d.abort_actor;
+      co_return ObserveVerdict{false, fmt::format("aborted by {} while observing", who)};
     }
     const int64_t now = SteadyMs();
     std::optional<Figures> window = history.Between(switched_ms, now);
+    const std::string so_far = window ? window->ToString() : std::string("no figures");
     if (d.promote_requested) {
-      co_return ObserveVerdict{true,
-                               fmt::format("promoted while observing; {}: {}; {}", release,
-                                           window ? window->ToString() : "no figures", baseline)};
+      co_return ObserveVerdict{
+          true, fmt::format("promoted while observing; {}: {}; {}", release, so_far, baseline)};
     }
     std::optional<Figures> sliding =
         history.Between(std::max(switched_ms, now - ob.interval.count()), now);
@@ -529,9 +573,8 @@ asio::awaitable<ObserveVerdict> Observe(Controller::State& st, ServiceState& s, 
     }
     if (now - last_report >= 5000) {
       last_report = now;
-      journal.Update("running", fmt::format("{} so far: {}; {}; until {}", release,
-                                            window ? window->ToString() : "no figures", baseline,
-                                            ClockTime(NowUnixMs() + (until - now))));
+      journal.Update("running", fmt::format("{} so far: {}; {}; until {}", release, so_far,
+                                            baseline, ClockTime(NowUnixMs() + (until - now))));
     }
     if (now < until) continue;
     const bool enough = window && window->requests >= ob.min_requests;
@@ -847,7 +890,10 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   bool started = false;
 
   // Ends the deployment before its switch: candidate stopped, live untouched.
-  auto fail = [&](std::string outcome, std::string message) -> asio::awaitable<void> {
+  // `live_untouched`: false when a step already changed what the live
+  // release sees (verify-live found the expanded schema breaks it).
+  auto fail = [&](std::string outcome, std::string message,
+                  bool live_untouched = true) -> asio::awaitable<void> {
     if (!journal.current().empty()) {
       StepRecord* step = nullptr;
       for (StepRecord& r : d.record.steps) {
@@ -872,7 +918,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
     if (d.first) co_await PublishTable(st);
     // The step holds the whole story (log tails, output); the summary is its
     // first line.
-    journal.Finish(outcome, message.substr(0, message.find('\n')) + " (live traffic is untouched)");
+    std::string summary = message.substr(0, message.find('\n'));
+    if (live_untouched) summary += " (live traffic is untouched)";
+    journal.Finish(outcome, std::move(summary));
     LogWarn("service '{}': deployment {} of {} {}: {}", sc.name, id, d.record.release, outcome,
             message);
   };
@@ -932,8 +980,11 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       for (const LintFinding& f : report->lint) {
         if (f.severity == Severity::kError && !f.allowed) message += "\n" + f.ToString();
       }
-      co_await fail(aborted() ? "aborted" : "failed",
-                    aborted() ? abort_message() + " during expand: " + report->error : message);
+      // Both arguments are made first: GCC 12 destroys a conditional's
+      // temporaries twice inside a co_await expression.
+      std::string outcome = aborted() ? "aborted" : "failed";
+      if (aborted()) message = abort_message() + " during expand: " + report->error;
+      co_await fail(std::move(outcome), std::move(message));
       co_return;
     }
     Result<DatabaseStatus> status = co_await ReadMigrationsOffThread(st, sc);
@@ -961,8 +1012,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       std::string problem;
       std::string summary = co_await VerifyLive(st, s, d, problem);
       if (!problem.empty()) {
-        co_await fail(aborted() ? "aborted" : "failed",
-                      aborted() ? abort_message() + " during verify-live" : problem);
+        std::string outcome = aborted() ? "aborted" : "failed";
+        if (aborted()) problem = abort_message() + " during verify-live";
+        co_await fail(std::move(outcome), std::move(problem), /*live_untouched=*/aborted());
         co_return;
       }
       journal.End("ok", std::move(summary));
@@ -1102,7 +1154,7 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       journal.Update("running", fmt::format("running {}", CheckName(check)));
       // An abort cancels the check that is running (its command is killed).
       std::variant<CheckResult, std::monostate> raced =
-          co_await (RunCheck(check, ctx) || WaitForAbort(d, st));
+          co_await (RunStepCheck(s, check, ctx) || WaitForAbort(d, st));
       if (raced.index() == 1) {
         co_await fail("aborted", abort_message() + " while " + CheckName(check) + " ran");
         co_return;
@@ -1118,9 +1170,10 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
         co_await fail("failed", message);
         co_return;
       }
-      passed.push_back(fmt::format(
-          "{}: passed{}", result.name,
-          result.attempts > 1 ? fmt::format(" (attempt {})", result.attempts) : std::string()));
+      std::string note = result.attempts > 1      ? fmt::format(" (attempt {})", result.attempts)
+                         : result.message.empty() ? std::string()
+                                                  : " (" + result.message + ")";
+      passed.push_back(fmt::format("{}: passed{}", result.name, note));
     }
     journal.End("ok", sc.checks.empty() ? std::string("no checks configured")
                                         : fmt::format("{}", fmt::join(passed, "; ")));
@@ -1276,7 +1329,7 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
     d.migration.reset();
     if (!report || !report->ok) {
       backfill_problem = report ? report->error : report.error().message;
-      journal.End("failed", fmt::format("{}; {} stays live. Fix the file and run `cutover "
+      journal.End("failed", fmt::format("{}\n{} stays live. Fix the file and run `cutover "
                                         "migrate backfill --service {}`; contract waits for it",
                                         backfill_problem, d.record.release, sc.name));
     } else {

@@ -27,6 +27,18 @@ Result<DatabaseUrl> UrlOf(const ServiceConfig& sc) {
   return ParseDatabaseUrl(sc.migrations->database);
 }
 
+// The bodies that run on the blocking pool. Free functions, so that their
+// arguments live in the coroutine frame (GCC 12 mishandles the captures of
+// a coroutine lambda handed to co_spawn).
+asio::awaitable<Result<RunReport>> RunOnPool(DatabaseUrl url, std::string dir, Phase phase,
+                                             RunOptions options) {
+  co_return RunMigrations(url, dir, phase, options);
+}
+
+asio::awaitable<Result<DatabaseStatus>> ReadOnPool(DatabaseUrl url, std::string dir) {
+  co_return ReadMigrationStatus(url, dir);
+}
+
 }  // namespace
 
 asio::awaitable<Result<RunReport>> RunMigrationPhase(Controller::State& st, const ServiceConfig& sc,
@@ -42,26 +54,17 @@ asio::awaitable<Result<RunReport>> RunMigrationPhase(Controller::State& st, cons
   options.progress = [&control, progress](std::string_view line) {
     asio::post(control, [progress, text = std::string(line)] { progress(text); });
   };
-  std::string dir = sc.migrations->dir;
-  co_return co_await asio::co_spawn(
-      st.blocking->get_executor(),
-      [url = *url, dir, phase, options]() -> asio::awaitable<Result<RunReport>> {
-        co_return RunMigrations(url, dir, phase, options);
-      },
-      asio::use_awaitable);
+  co_return co_await asio::co_spawn(st.blocking->get_executor(),
+                                    RunOnPool(*url, sc.migrations->dir, phase, options),
+                                    asio::use_awaitable);
 }
 
 asio::awaitable<Result<DatabaseStatus>> ReadMigrationsOffThread(Controller::State& st,
                                                                 const ServiceConfig& sc) {
   Result<DatabaseUrl> url = UrlOf(sc);
   if (!url) co_return std::unexpected(url.error());
-  std::string dir = sc.migrations->dir;
-  co_return co_await asio::co_spawn(
-      st.blocking->get_executor(),
-      [url = *url, dir]() -> asio::awaitable<Result<DatabaseStatus>> {
-        co_return ReadMigrationStatus(url, dir);
-      },
-      asio::use_awaitable);
+  co_return co_await asio::co_spawn(st.blocking->get_executor(),
+                                    ReadOnPool(*url, sc.migrations->dir), asio::use_awaitable);
 }
 
 void RecordMigrations(const DatabaseStatus& status, ReleaseSpec& spec) {
@@ -187,6 +190,16 @@ asio::awaitable<Result<RunReport>> ContractLive(Controller::State& st, ServiceSt
     st.Emit({owner->id, sc.name, owner->release, "step", "contract", std::string(outcome), 0,
              message, NowUnixMs()});
   };
+  bool had_step = false;
+  StepRecord kept;
+  if (owner) {
+    for (const StepRecord& r : owner->steps) {
+      if (r.name == "contract" && r.outcome == "ok") {
+        had_step = true;
+        kept = r;
+      }
+    }
+  }
   journal("running", fmt::format("contract migrations of {} (asked by {})", live.release, actor));
   s.contract_run = std::make_shared<RunCancel>();
   options.cancel = s.contract_run;
@@ -206,8 +219,16 @@ asio::awaitable<Result<RunReport>> ContractLive(Controller::State& st, ServiceSt
   }
   if (!report->ok) {
     journal("failed", report->error + "\n" + DescribeRun(*report));
-  } else {
+  } else if (!report->files.empty() || !had_step) {
     journal("ok", DescribeRun(*report));
+  } else if (owner) {
+    // Nothing was left to run: the step keeps what the run that did the
+    // work wrote.
+    for (StepRecord& r : owner->steps) {
+      if (r.name == "contract") r = kept;
+    }
+    Status saved = st.store.UpdateDeployment(*owner);
+    if (!saved) LogWarn("deployment {}: journal: {}", owner->id, saved.error().message);
   }
   Status audited = st.store.AppendAudit({0, 0, sc.name, "contract", actor,
                                          report->ok ? DescribeRun(*report) : report->error,

@@ -529,8 +529,9 @@ class Linter {
         Report(kSetNotNull,
                fmt::format("setting column {} NOT NULL makes the live release's writes that "
                            "leave it NULL fail, and it scans the whole table under an ACCESS "
-                           "EXCLUSIVE lock; add {} NOT VALID, VALIDATE it in a later file, then "
-                           "SET NOT NULL in contract",
+                           "EXCLUSIVE lock; once no running release writes NULL there, in "
+                           "contract files: add {} NOT VALID, VALIDATE it in a later file, then "
+                           "SET NOT NULL",
                            name, check),
                fmt::format("setting column {} NOT NULL scans the whole table under an ACCESS "
                            "EXCLUSIVE lock, blocking reads and writes until it ends; consider "

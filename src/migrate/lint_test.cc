@@ -190,8 +190,9 @@ TEST(LintTest, SetNotNull) {
   EXPECT_THAT(got[0].message, HasSubstr("setting column 'orders.note' NOT NULL makes the live "
                                         "release's writes that leave it NULL fail"));
   EXPECT_THAT(got[0].message, HasSubstr("ACCESS EXCLUSIVE"));
-  EXPECT_THAT(got[0].message, HasSubstr("add CHECK (note IS NOT NULL) NOT VALID, VALIDATE it in "
-                                        "a later file, then SET NOT NULL in contract"));
+  EXPECT_THAT(got[0].message, HasSubstr("once no running release writes NULL there, in contract "
+                                        "files: add CHECK (note IS NOT NULL) NOT VALID, VALIDATE "
+                                        "it in a later file, then SET NOT NULL"));
 }
 
 TEST(LintTest, IndexWithoutConcurrently) {

@@ -122,6 +122,10 @@ class PostgresDb final : public MigrationDb {
   }
 
   Status EnsureHistory() override {
+    Result<PgResult> exists =
+        Query(control_.get(), "SELECT to_regclass('cutover_migrations') IS NOT NULL", {});
+    if (!exists) return std::unexpected(exists.error());
+    if (Field(exists->get(), 0, 0) == "t") return {};
     Result<PgResult> r = Query(control_.get(), kCreateHistory, {});
     if (!r) return std::unexpected(r.error().Wrap("create the history table cutover_migrations"));
     return {};
@@ -150,33 +154,36 @@ class PostgresDb final : public MigrationDb {
 
   Status MarkRunning(const MigrationFile& file, std::string_view release,
                      std::string_view allowed) override {
-    return Write(control_.get(),
-                 "INSERT INTO cutover_migrations (version, name, phase, checksum, status, "
-                 "release, allowed) VALUES ($1, $2, $3, $4, 'running', $5, $6) "
-                 "ON CONFLICT (version) DO UPDATE SET name = $2, phase = $3, checksum = $4, "
-                 "status = 'running', started_at = clock_timestamp(), finished_at = NULL, release = $5, "
-                 "error = '', allowed = $6",
-                 {file.version, file.name, std::string(PhaseName(file.phase)), file.sha256,
-                  std::string(release), std::string(allowed)});
+    return Write(
+        control_.get(),
+        "INSERT INTO cutover_migrations (version, name, phase, checksum, status, "
+        "release, allowed) VALUES ($1, $2, $3, $4, 'running', $5, $6) "
+        "ON CONFLICT (version) DO UPDATE SET name = $2, phase = $3, checksum = $4, "
+        "status = 'running', started_at = clock_timestamp(), finished_at = NULL, release = $5, "
+        "error = '', allowed = $6",
+        {file.version, file.name, std::string(PhaseName(file.phase)), file.sha256,
+         std::string(release), std::string(allowed)});
   }
 
   Status MarkSucceeded(std::string_view version, int statements, bool in_transaction) override {
-    return Write(in_transaction ? work_.get() : control_.get(),
-                 "UPDATE cutover_migrations SET status = 'succeeded', finished_at = clock_timestamp(), "
-                 "error = '', statements_done = $2 WHERE version = $1",
-                 {std::string(version), std::to_string(statements)});
+    return Write(
+        in_transaction ? work_.get() : control_.get(),
+        "UPDATE cutover_migrations SET status = 'succeeded', finished_at = clock_timestamp(), "
+        "error = '', statements_done = $2 WHERE version = $1",
+        {std::string(version), std::to_string(statements)});
   }
 
   Status MarkFailed(const MigrationFile& file, std::string_view release, std::string_view allowed,
                     std::string_view error) override {
-    return Write(control_.get(),
-                 "INSERT INTO cutover_migrations (version, name, phase, checksum, status, "
-                 "release, allowed, error, finished_at) "
-                 "VALUES ($1, $2, $3, $4, 'failed', $5, $6, $7, clock_timestamp()) "
-                 "ON CONFLICT (version) DO UPDATE SET status = 'failed', finished_at = clock_timestamp(), "
-                 "error = $7",
-                 {file.version, file.name, std::string(PhaseName(file.phase)), file.sha256,
-                  std::string(release), std::string(allowed), std::string(error)});
+    return Write(
+        control_.get(),
+        "INSERT INTO cutover_migrations (version, name, phase, checksum, status, "
+        "release, allowed, error, finished_at) "
+        "VALUES ($1, $2, $3, $4, 'failed', $5, $6, $7, clock_timestamp()) "
+        "ON CONFLICT (version) DO UPDATE SET status = 'failed', finished_at = clock_timestamp(), "
+        "error = $7",
+        {file.version, file.name, std::string(PhaseName(file.phase)), file.sha256,
+         std::string(release), std::string(allowed), std::string(error)});
   }
 
   Status MarkProgress(std::string_view version, int statements_done,

@@ -35,40 +35,6 @@ using test::PgRows;
 using test::PgSession;
 using test::PostgresServer;
 
-// --- The server shared by every PostgreSQL test of this binary. ---
-
-class SharedPostgres : public testing::Environment {
- public:
-  // Starts the server on first use; later calls return the same one (or the
-  // same start error).
-  static Result<PostgresServer*> Get() {
-    std::lock_guard lock(mu_);
-    if (!server_ && !error_) {
-      auto started = PostgresServer::Start();
-      if (started) {
-        server_.emplace(std::move(*started));
-      } else {
-        error_ = started.error();
-      }
-    }
-    if (error_) return std::unexpected(*error_);
-    return &*server_;
-  }
-
-  void TearDown() override {
-    std::lock_guard lock(mu_);
-    server_.reset();
-  }
-
- private:
-  static inline std::mutex mu_;
-  static inline std::optional<PostgresServer> server_;
-  static inline std::optional<Error> error_;
-};
-
-// gtest owns the environment it is given.
-testing::Environment* const kSharedPostgres = testing::AddGlobalTestEnvironment(new SharedPostgres);
-
 std::string FreshDatabaseName() {
   static std::atomic<int> counter{0};
   return "runner_" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
@@ -83,7 +49,7 @@ testing::AssertionResult HasText(std::string_view text, std::string_view want) {
 
 TEST(PostgresServerTest, SharedServerGivesEachTestItsOwnDatabase) {
   if (!test::PostgresAvailable()) GTEST_SKIP() << test::PostgresUnavailableReason();
-  auto server = SharedPostgres::Get();
+  auto server = test::SharedPostgresServer();
   ASSERT_TRUE(server.has_value()) << server.error().message;
   PostgresServer& pg = **server;
   EXPECT_TRUE(pg.running());
@@ -269,7 +235,7 @@ class RunnerFixture : public testing::Test {
     std::string raw;
     if (pg()) {
       if (!test::PostgresAvailable()) GTEST_SKIP() << test::PostgresUnavailableReason();
-      auto server = SharedPostgres::Get();
+      auto server = test::SharedPostgresServer();
       ASSERT_TRUE(server.has_value()) << server.error().message;
       server_ = *server;
       std::string name = FreshDatabaseName();

@@ -323,23 +323,7 @@ class Deploy : public ::testing::Test {
 
   // Every instance the daemon started, from the headers of their log files:
   // port -> pid (one entry per start).
-  std::vector<std::pair<uint16_t, pid_t>> Instances() const {
-    std::vector<std::pair<uint16_t, pid_t>> out;
-    std::error_code ec;
-    if (!std::filesystem::exists(LogsDir(), ec)) return out;
-    const std::regex header(
-        R"(--- cutover: starting instance \d+ of \S+ release \S+ on port (\d+) \(pid (\d+)\))");
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(LogsDir(), ec)) {
-      if (!entry.is_regular_file()) continue;
-      auto text = ReadFile(entry.path());
-      if (!text) continue;
-      for (std::sregex_iterator it(text->begin(), text->end(), header), end; it != end; ++it) {
-        out.emplace_back(static_cast<uint16_t>(std::stoi((*it)[1])),
-                         static_cast<pid_t>(std::stol((*it)[2])));
-      }
-    }
-    return out;
-  }
+  std::vector<std::pair<uint16_t, pid_t>> Instances() const { return StartedInstances(LogsDir()); }
 
   // Asserts that the candidate of deployment `d` was stopped: its instances'
   // ports refuse connections and the slot holds no running release.

@@ -5,7 +5,9 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "support/net.h"
 #include "support/raw_http.h"
@@ -221,6 +223,24 @@ Status StartTwoColors(std::string_view prefix,
     }
   }
   return {};
+}
+
+std::vector<std::pair<uint16_t, pid_t>> StartedInstances(const std::string& logs) {
+  std::vector<std::pair<uint16_t, pid_t>> out;
+  std::error_code ec;
+  if (!std::filesystem::exists(logs, ec)) return out;
+  const std::regex header(
+      R"(--- cutover: starting instance \d+ of \S+ release \S+ on port (\d+) \(pid (\d+)\))");
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(logs, ec)) {
+    if (!entry.is_regular_file()) continue;
+    auto text = ReadFile(entry.path());
+    if (!text) continue;
+    for (std::sregex_iterator it(text->begin(), text->end(), header), end; it != end; ++it) {
+      out.emplace_back(static_cast<uint16_t>(std::stoi((*it)[1])),
+                       static_cast<pid_t>(std::stol((*it)[2])));
+    }
+  }
+  return out;
 }
 
 }  // namespace cutover::test

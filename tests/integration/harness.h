@@ -3,11 +3,14 @@
 // way a user does (HTTP, the control API, the CLI). One owner thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/client.h"
@@ -111,6 +114,10 @@ struct TwoColorStack {
 Status StartTwoColors(std::string_view prefix,
                       const std::function<std::string(const Backend&, const Backend&)>& config,
                       TwoColorStack& out);
+
+// Every instance the process driver started under the log folder `logs`,
+// from the header line of each log file: (port, pid), one entry per start.
+std::vector<std::pair<uint16_t, pid_t>> StartedInstances(const std::string& logs);
 
 // The path of the cutover binary under test.
 std::string CutoverBinary();

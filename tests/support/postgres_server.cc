@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <system_error>
 
 #include "support/child_process.h"
@@ -316,6 +318,24 @@ Result<std::optional<std::string>> PgSession::QueryValue(std::string_view sql) {
   if (!rows) return std::unexpected(rows.error());
   if (rows->empty() || rows->front().empty()) return std::optional<std::string>();
   return std::optional<std::string>(rows->front().front());
+}
+
+Result<PostgresServer*> SharedPostgresServer() {
+  // Destroyed at exit, which stops the server and removes its folder.
+  static std::mutex mu;
+  static std::optional<PostgresServer> server;
+  static std::optional<Error> error;
+  std::lock_guard lock(mu);
+  if (!server && !error) {
+    auto started = PostgresServer::Start();
+    if (started) {
+      server.emplace(std::move(*started));
+    } else {
+      error = started.error();
+    }
+  }
+  if (error) return std::unexpected(*error);
+  return &*server;
 }
 
 }  // namespace cutover::test

@@ -32,6 +32,12 @@ bool PostgresAvailable();
 // Why PostgresAvailable() is false, for GTEST_SKIP; empty when it is true.
 std::string PostgresUnavailableReason();
 
+class PostgresServer;
+
+// The server a test binary shares: started on first use (later calls return
+// it, or the same start error), stopped when the binary exits. Any thread.
+Result<PostgresServer*> SharedPostgresServer();
+
 class PostgresServer {
  public:
   // initdb, then pg_ctl start; waits until the server accepts connections.

@@ -1,7 +1,13 @@
 // cutover-testapp: the HTTP/1.1 backend behind cutover in tests, the demo and
 // benchmarks. It answers with its name (the color it plays), and has routes
 // to make it slow, fail, stream, echo headers, tunnel a WebSocket, keep a
-// cart session, or die in the middle of a response.
+// cart session, or die in the middle of a response. With --database and
+// --prepare it also plays an app with a warm database pool of one: one
+// PostgreSQL connection opened at start, one statement prepared on it once.
+// With --fail-every N and --delay D it plays a bad release: every Nth request
+// is answered 500 "injected failure", every request waits D before its
+// answer (other connections keep being served meanwhile). /healthz is spared
+// both, so such a release still passes its health checks.
 //
 // Threading: one io_context on the main thread, one coroutine per connection.
 //
@@ -20,9 +26,13 @@
 //                               malformed ones included
 //   POST /cart/add?item=X       adds X to the `sid` cookie's cart
 //   GET  /cart                  the cart's items, comma-separated
+//   GET  /db                    runs the statement prepared at start: 200
+//                               "rows N", or 500 with the database's error;
+//                               404 without --database
 //
 // SIGTERM/SIGINT: stop accepting, close idle connections, finish requests in
 // flight, exit 0.
+#include <libpq-fe.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -40,6 +50,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -51,6 +62,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/types.h"
 #include "support/testapp_sessions.h"
 #include "support/url_query.h"
 
@@ -75,13 +87,24 @@ struct Flags {
   bool unhealthy = false;
   std::string sessions = "memory";
   bool quiet = false;
+  std::string database;                // a libpq URI; empty: no /db route
+  std::string prepare;                 // the statement /db runs
+  uint64_t fail_every = 0;             // every Nth request but /healthz answers 500; 0: none
+  std::chrono::milliseconds delay{0};  // added before every answer but /healthz
 };
 
 constexpr std::string_view kUsage =
     "usage: cutover-testapp [--port P] [--host ADDR] [--name NAME] [--port-file PATH]\n"
     "                       [--unhealthy] [--sessions memory|file:PATH] [--quiet]\n"
+    "                       [--database postgres://... --prepare SQL]\n"
+    "                       [--fail-every N] [--delay DURATION]\n"
     "  --port defaults to $PORT, else 0 (any free port); --name to $CUTOVER_COLOR,\n"
-    "  else \"testapp\"; --quiet turns off the per-request log line.\n";
+    "  else \"testapp\"; --quiet turns off the per-request log line.\n"
+    "  --database opens one connection at start and prepares --prepare on it once;\n"
+    "  GET /db executes that statement.\n"
+    "  --fail-every N answers every Nth request (any path but /healthz) with 500\n"
+    "  \"injected failure\"; --delay DURATION (e.g. 20ms) waits that long before\n"
+    "  answering any request but /healthz.\n";
 
 template <typename T>
 std::optional<T> ParseNumber(std::string_view s) {
@@ -121,7 +144,8 @@ Result<Flags> ParseFlags(int argc, char** argv) {
       std::fputs(kUsage.data(), stdout);
       std::exit(0);
     } else if (arg == "--port" || arg == "--host" || arg == "--name" || arg == "--port-file" ||
-               arg == "--sessions") {
+               arg == "--sessions" || arg == "--database" || arg == "--prepare" ||
+               arg == "--fail-every" || arg == "--delay") {
       auto v = value();
       if (!v) return std::unexpected(v.error());
       if (arg == "--port") port_text = *v;
@@ -129,9 +153,30 @@ Result<Flags> ParseFlags(int argc, char** argv) {
       if (arg == "--name") flags.name = *v;
       if (arg == "--port-file") flags.port_file = *v;
       if (arg == "--sessions") flags.sessions = *v;
+      if (arg == "--database") flags.database = *v;
+      if (arg == "--prepare") flags.prepare = *v;
+      if (arg == "--fail-every") {
+        auto n = ParseNumber<uint64_t>(*v);
+        if (!n || *n == 0) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "bad --fail-every '" + *v + "' (want a count >= 1)");
+        }
+        flags.fail_every = *n;
+      }
+      if (arg == "--delay") {
+        auto d = ParseDuration(*v);
+        if (!d) {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           "bad --delay '" + *v + "': " + d.error().message);
+        }
+        flags.delay = *d;
+      }
     } else {
       return MakeError(ErrorCode::kInvalidArgument, "unknown flag " + std::string(arg));
     }
+  }
+  if (flags.database.empty() != flags.prepare.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "--database and --prepare go together");
   }
   if (port_text) {
     auto port = ParseNumber<uint16_t>(*port_text);
@@ -149,6 +194,59 @@ struct Reply {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+std::string TrimRight(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// A warm database pool of one: the connection opened at start and kept for
+// the life of the process, with one statement prepared on it once. Like a
+// real pool it never prepares again, so a schema change the statement
+// depends on shows up as the server's error on the next execution. Queries
+// block the app's one thread; they are short test statements.
+class WarmConnection {
+ public:
+  static Result<std::unique_ptr<WarmConnection>> Open(const std::string& url,
+                                                      const std::string& sql) {
+    std::unique_ptr<WarmConnection> c(new WarmConnection(PQconnectdb(url.c_str())));
+    if (c->conn_ == nullptr || PQstatus(c->conn_) != CONNECTION_OK) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "connect to the database: " +
+                           TrimRight(c->conn_ != nullptr ? PQerrorMessage(c->conn_) : "no memory"));
+    }
+    PGresult* res = PQprepare(c->conn_, kStatement, sql.c_str(), 0, nullptr);
+    const bool ok = res != nullptr && PQresultStatus(res) == PGRES_COMMAND_OK;
+    std::string error = ok ? "" : TrimRight(PQerrorMessage(c->conn_));
+    PQclear(res);
+    if (!ok) return MakeError(ErrorCode::kInvalidArgument, "prepare " + sql + ": " + error);
+    return c;
+  }
+  ~WarmConnection() { PQfinish(conn_); }
+  WarmConnection(const WarmConnection&) = delete;
+  WarmConnection& operator=(const WarmConnection&) = delete;
+
+  // 200 "rows N", or 500 with the database's error text.
+  Reply Execute() {
+    PGresult* res = PQexecPrepared(conn_, kStatement, 0, nullptr, nullptr, nullptr, 0);
+    Reply reply;
+    const ExecStatusType status = res != nullptr ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+      reply.body = "rows " + std::to_string(status == PGRES_TUPLES_OK ? PQntuples(res) : 0);
+    } else {
+      reply.status = 500;
+      reply.body = TrimRight(res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn_));
+      if (reply.body.empty()) reply.body = TrimRight(PQerrorMessage(conn_));
+    }
+    PQclear(res);
+    return reply;
+  }
+
+ private:
+  static constexpr const char* kStatement = "cutover_testapp_db";
+  explicit WarmConnection(PGconn* conn) : conn_(conn) {}
+  PGconn* conn_;
+};
+
 Status WriteFileAtomically(const std::string& path, const std::string& contents) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "w");
@@ -163,11 +261,13 @@ Status WriteFileAtomically(const std::string& path, const std::string& contents)
 
 class App {
  public:
-  App(asio::io_context& ioc, Flags flags, std::unique_ptr<SessionStore> sessions)
+  App(asio::io_context& ioc, Flags flags, std::unique_ptr<SessionStore> sessions,
+      std::unique_ptr<WarmConnection> database)
       : ioc_(ioc),
         flags_(std::move(flags)),
         healthy_(!flags_.unhealthy),
         sessions_(std::move(sessions)),
+        database_(std::move(database)),
         acceptor_(ioc) {}
 
   // Binds and listens, then publishes the port (stdout and the port file).
@@ -279,7 +379,19 @@ class App {
       if (path != "/__stats" && path != "/healthz") ++requests_;
       Log(req.method_string(), target);
 
-      if (path == "/ws" && websocket::is_upgrade(req)) {
+      // Faults played on purpose; health checks are spared so the release
+      // still gets through its health step.
+      bool inject_failure = false;
+      if (path != "/healthz") {
+        if (flags_.delay.count() > 0) {
+          // A timer, not a sleep: the other connections keep being served.
+          asio::steady_timer wait(socket.get_executor(), flags_.delay);
+          co_await wait.async_wait(kToken);
+        }
+        inject_failure = flags_.fail_every > 0 && ++faulty_requests_ % flags_.fail_every == 0;
+      }
+
+      if (path == "/ws" && websocket::is_upgrade(req) && !inject_failure) {
         co_await ServeWebSocket(std::move(socket), req);
         co_return;
       }
@@ -309,6 +421,14 @@ class App {
         }
       }
 
+      if (inject_failure) {
+        const bool keep = req.keep_alive() && !stopping_;
+        // A named reply: g++ 12 mishandles a temporary argument of a co_await.
+        const Reply failure{500, "injected failure"};
+        if (!co_await Write(socket, req, keep, failure)) co_return;
+        if (!keep) break;
+        continue;
+      }
       if (path == "/download" && req.method() == http::verb::get) {
         if (!co_await Download(socket, req, ParseQuery(target))) co_return;
         if (!req.keep_alive() || stopping_) break;
@@ -399,6 +519,7 @@ class App {
       co_return r;
     }
     if (path == "/cart/add" || path == "/cart") co_return Cart(req, target, path);
+    if (path == "/db" && database_) co_return get ? database_->Execute() : not_allowed;
     if (path == "/ws") co_return text(400, "websocket upgrade required");
     if (path == "/download" || path == "/die") co_return not_allowed;
     co_return text(404, "not found");
@@ -533,11 +654,13 @@ class App {
   const Flags flags_;
   bool healthy_;
   std::unique_ptr<SessionStore> sessions_;
+  std::unique_ptr<WarmConnection> database_;  // null without --database
   tcp::acceptor acceptor_;
   bool stopping_ = false;
   uint64_t next_conn_id_ = 0;
   uint64_t requests_ = 0;
   uint64_t bad_requests_ = 0;
+  uint64_t faulty_requests_ = 0;  // requests subject to --fail-every
   std::map<uint64_t, tcp::socket*> idle_;
 };
 
@@ -561,11 +684,20 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "cutover-testapp: %s\n", sessions.error().message.c_str());
     return 2;
   }
+  std::unique_ptr<WarmConnection> database;
+  if (!flags->database.empty()) {
+    auto opened = WarmConnection::Open(flags->database, flags->prepare);
+    if (!opened) {
+      std::fprintf(stderr, "cutover-testapp: %s\n", opened.error().message.c_str());
+      return 1;
+    }
+    database = std::move(*opened);
+  }
   ::signal(SIGPIPE, SIG_IGN);
   RaiseFileLimit();
 
   asio::io_context ioc(1);
-  App app(ioc, std::move(*flags), std::move(*sessions));
+  App app(ioc, std::move(*flags), std::move(*sessions), std::move(database));
   if (auto st = app.Listen(); !st) {
     std::fprintf(stderr, "cutover-testapp: %s\n", st.error().message.c_str());
     return 1;
