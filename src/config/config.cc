@@ -999,9 +999,21 @@ void ReadAnalysisCheck(Checker& checker, const Field& body, CheckConfig& check) 
   check.retries = 0;
   std::optional<MapReader> m = checker.Map(body, "a map with requests, duration and rate");
   if (!m) return;
-  m->AllowOnly({"requests", "duration", "rate", "timeout"});
-  if (std::optional<Field> f = m->Require("requests", "e.g. [GET /, GET /products]")) {
-    ReadSessionSteps(checker, *f, check.requests);
+  m->AllowOnly({"requests", "replay", "duration", "rate", "timeout"});
+  std::optional<Field> requests = m->Get("requests");
+  std::optional<Field> replay = m->Get("replay");
+  if (requests && replay) {
+    checker.Report(*replay, "give requests or replay, not both");
+  } else if (requests) {
+    ReadSessionSteps(checker, *requests, check.requests);
+  } else if (replay) {
+    if (std::optional<int64_t> n = checker.Integer(*replay, 1, 1000)) {
+      check.replay = static_cast<int>(*n);
+    }
+  } else {
+    checker.Report(body,
+                   "an analysis needs requests (e.g. [GET /, GET /products]) or replay (how many "
+                   "recent live GET paths to send)");
   }
   if (std::optional<Field> f = m->Get("duration")) {
     if (std::optional<Millis> d = checker.Duration(*f, /*zero_allowed=*/false)) {

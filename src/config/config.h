@@ -65,10 +65,12 @@ struct CheckConfig {
   std::string command;                // kCommand: run through /bin/sh in the workdir
   std::vector<CheckRequest> on_live;  // kSession: against the live color first,
   std::vector<CheckRequest> on_idle;  // then the idle color, one cookie jar
-  // kAnalysis: `requests` sent in turn to the preview at `rate` per second
-  // for `duration` (each bounded by `timeout`), judged with the service's
+  // kAnalysis: `requests` (or, with `replay`, GETs of that many recent live
+  // request paths) sent in turn to the preview at `rate` per second for
+  // `duration` (each bounded by `timeout`), judged with the service's
   // observe thresholds.
   std::vector<CheckRequest> requests;
+  int replay = 0;
   Millis duration{10'000};
   int rate = 20;
 };

@@ -1790,8 +1790,9 @@ TEST(AnalysisCheckTest, NeedsRequestsAndTheObserveThresholds) {
             (Lines{"cutover.yaml:7:9: services.web.checks[0]: an analysis check is judged with the "
                    "service's observe thresholds; add observe: {max_error_rate: 5%} (a window is "
                    "not needed)",
-                   "cutover.yaml:7:19: services.web.checks[0].analysis: missing required key "
-                   "'requests' (e.g. [GET /, GET /products])",
+                   "cutover.yaml:7:19: services.web.checks[0].analysis: an analysis needs "
+                   "requests (e.g. [GET /, GET /products]) or replay (how many recent live GET "
+                   "paths to send)",
                    "cutover.yaml:7:40: services.web.checks[0].analysis.rate: '0' must be between "
                    "1 and 10000"}));
 }

@@ -48,6 +48,7 @@ std::shared_ptr<const RouteTable> Controller::State::BuildTable() {
     r.drain_timeout = s.config->drain_timeout;
     r.unrouted[0] = s.unrouted[0];
     r.unrouted[1] = s.unrouted[1];
+    r.recent = s.recent;
     routes.push_back(std::move(r));
   }
   return std::make_shared<const RouteTable>(++table_version, std::move(routes));
@@ -258,6 +259,7 @@ Status Controller::Start() {
     Result<std::optional<Color>> stored = st.store.LiveColor(sc.name);
     if (!stored) return std::unexpected(stored.error());
     s.live = stored->value_or(Color::kBlue);
+    s.recent = std::make_shared<RecentPaths>(workers);
     for (int c = 0; c < 2; ++c) {
       s.unrouted[c] = std::make_shared<ShardedStats>(workers);
       Result<SlotRecord> slot = st.store.Slot(sc.name, static_cast<Color>(c));

@@ -72,6 +72,7 @@ struct ServiceState {
   bool released = true;  // the live color serves a release
   std::vector<TargetPtr> targets[2];
   std::shared_ptr<ShardedStats> unrouted[2];
+  std::shared_ptr<RecentPaths> recent;  // recent live GET paths, for replay
   SlotRecord slots[2];
   std::shared_ptr<Deployment> active;
   bool restarted_live = false;  // Start() had to start the live release again

@@ -491,8 +491,23 @@ asio::awaitable<CheckResult> RunAnalysis(ServiceState& s, const CheckConfig& che
   CheckResult result;
   result.name = CheckName(check);
   result.attempts = 1;
+  std::vector<CheckRequest> requests = check.requests;
+  if (check.replay > 0) {
+    for (std::string& path : s.recent->Sample(static_cast<size_t>(check.replay))) {
+      CheckRequest r;
+      r.path = std::move(path);
+      requests.push_back(std::move(r));
+    }
+    if (requests.empty()) {
+      result.message = fmt::format(
+          "no live GET request to replay yet (one in {} is kept); give requests instead, or "
+          "deploy again once the live release has had traffic",
+          RecentPaths::kEvery);
+      co_return result;
+    }
+  }
   std::vector<TrafficSample> samples =
-      co_await DriveTraffic(check.requests, check.rate, check.duration, check.timeout, ctx);
+      co_await DriveTraffic(requests, check.rate, check.duration, check.timeout, ctx);
   StatsSnapshot measured;
   // No answer counts as the 502 the router would have sent.
   for (const TrafficSample& t : samples)
@@ -504,9 +519,10 @@ asio::awaitable<CheckResult> RunAnalysis(ServiceState& s, const CheckConfig& che
   std::optional<Figures> before;
   if (s.released)
     before = s.figures[static_cast<int>(s.live)].Last(ob.interval.count(), SteadyMs());
-  const std::string summary =
-      fmt::format("{} at the preview: {}; {} live: {}", ctx.release, figures.ToString(), live,
-                  before ? before->ToString() : std::string("no figures"));
+  const std::string summary = fmt::format(
+      "{} at the preview{}: {}; {} live: {}", ctx.release,
+      check.replay > 0 ? fmt::format(" ({} replayed live paths)", requests.size()) : std::string(),
+      figures.ToString(), live, before ? before->ToString() : std::string("no figures"));
   if (figures.requests == 0) {
     result.message = "no request could be sent to the preview";
     co_return result;
@@ -1147,7 +1163,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       co_return;
     }
     for (const CheckConfig& check : sc.checks) {
-      if (check.kind == CheckConfig::Kind::kSession && d.first) {
+      if ((check.kind == CheckConfig::Kind::kSession ||
+           (check.kind == CheckConfig::Kind::kAnalysis && check.replay > 0)) &&
+          d.first) {
         passed.push_back(CheckName(check) + ": skipped (nothing is live yet)");
         continue;
       }

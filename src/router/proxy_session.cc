@@ -646,6 +646,9 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
   uint64_t body_left = req_.content_length;
   const Color color = preview_ ? route.preview : route.live;
   color_ = color;
+  if (!preview_ && route.released && route.recent && req_.method == "GET") {
+    route.recent->Offer(worker_.index(), req_.path);
+  }
 
   // The request body bytes that arrived with the head. A chunked body is
   // checked before anything reaches a target.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/types.h"
+#include "router/recent_paths.h"
 #include "router/stats.h"
 
 namespace cutover {
@@ -56,6 +57,8 @@ struct ServiceRoute {
   uint32_t index = 0;  // position in RouteTable::services()
   // Requests answered for this service without reaching a target (503), by color.
   std::shared_ptr<ShardedStats> unrouted[2];
+  // A sample of the paths of recent live GET requests (for replay).
+  std::shared_ptr<RecentPaths> recent;
   // False until a first release went live: the router then says so.
   bool released = true;
   // Where the preview listeners send the service: the idle color, or during
