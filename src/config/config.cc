@@ -1057,8 +1057,13 @@ void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
                        QuotedList(kinds) + ")");
     return;
   }
-  map->AllowOnly(Keys({kinds[0], "name"}, kAttemptKeys));
-  ReadAttemptKeys(checker, *map, check);
+  // An analysis has one timeout per request, inside it, and no retries.
+  if (kinds[0] == "analysis") {
+    map->AllowOnly({"analysis", "name"});
+  } else {
+    map->AllowOnly(Keys({kinds[0], "name"}, kAttemptKeys));
+    ReadAttemptKeys(checker, *map, check);
+  }
   Field body = *map->Get(kinds[0]);
   if (kinds[0] == "command") {
     ReadCommandCheck(checker, *map, body, check);

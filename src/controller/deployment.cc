@@ -517,12 +517,17 @@ asio::awaitable<CheckResult> RunAnalysis(ServiceState& s, const CheckConfig& che
   const std::string& label = s.slots[static_cast<int>(s.live)].release;
   const std::string live = label.empty() ? std::string("the live release") : label;
   std::optional<Figures> before;
-  if (s.released)
+  if (s.released) {
     before = s.figures[static_cast<int>(s.live)].Last(ob.interval.count(), SteadyMs());
-  const std::string summary = fmt::format(
-      "{} at the preview{}: {}; {} live: {}", ctx.release,
-      check.replay > 0 ? fmt::format(" ({} replayed live paths)", requests.size()) : std::string(),
-      figures.ToString(), live, before ? before->ToString() : std::string("no figures"));
+  }
+  const std::string live_figures =
+      !s.released ? std::string("nothing live to compare with")
+                  : fmt::format("{} live: {}", live,
+                                before ? before->ToString() : std::string("no figures"));
+  const std::string replayed =
+      check.replay > 0 ? fmt::format(" ({} replayed live paths)", requests.size()) : std::string();
+  const std::string summary = fmt::format("{} at the preview{}: {}; {}", ctx.release, replayed,
+                                          figures.ToString(), live_figures);
   if (figures.requests == 0) {
     result.message = "no request could be sent to the preview";
     co_return result;
@@ -581,18 +586,21 @@ asio::awaitable<ObserveVerdict> Observe(Controller::State& st, ServiceState& s, 
         history.Between(std::max(switched_ms, now - ob.interval.count()), now);
     if (sliding && sliding->requests >= ob.min_requests) {
       if (std::string breach = Breach(ob, *sliding, before, old_release); !breach.empty()) {
-        co_return ObserveVerdict{false, fmt::format("{} over the last {}: {}; {}", release,
-                                                    FormatDuration(Millis(std::min<int64_t>(
-                                                        ob.interval.count(), now - switched_ms))),
-                                                    breach, baseline)};
+        const double span =
+            static_cast<double>(std::min<int64_t>(ob.interval.count(), now - switched_ms)) / 1000;
+        co_return ObserveVerdict{false, fmt::format("{} over the last {:.1f}s: {}; {}", release,
+                                                    span, breach, baseline)};
       }
     }
-    if (now - last_report >= 5000) {
-      last_report = now;
-      journal.Update("running", fmt::format("{} so far: {}; {}; until {}", release, so_far,
-                                            baseline, ClockTime(NowUnixMs() + (until - now))));
+    const bool report = now - last_report >= 5000;
+    if (report) last_report = now;
+    if (now < until) {
+      if (report) {
+        journal.Update("running", fmt::format("{} so far: {}; {}; until {}", release, so_far,
+                                              baseline, ClockTime(NowUnixMs() + (until - now))));
+      }
+      continue;
     }
-    if (now < until) continue;
     const bool enough = window && window->requests >= ob.min_requests;
     if (enough) {
       if (std::string breach = Breach(ob, *window, before, old_release); !breach.empty()) {
@@ -612,7 +620,7 @@ asio::awaitable<ObserveVerdict> Observe(Controller::State& st, ServiceState& s, 
       case ObserveConfig::OnInconclusive::kRollback:
         co_return ObserveVerdict{false, why + " (on_inconclusive: rollback)"};
       case ObserveConfig::OnInconclusive::kWait:
-        if (now - last_report >= 5000 || last_report == 0) {
+        if (report) {
           journal.Update("running", why + "; waiting for traffic (on_inconclusive: wait)");
         }
         break;
@@ -1365,10 +1373,14 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
       journal.End("ok", fmt::format("nothing runs on {} to keep", ColorName(from)));
     } else {
       std::string label = old.release.empty() ? "the previous release" : old.release;
+      // The window began at the switch (observe and backfill came since).
+      Result<ReleaseSpec> old_spec = ReleaseSpec::FromJson(old.spec_json);
+      int64_t retire_at = old_spec && old_spec->retire_at_unix_ms != 0
+                              ? old_spec->retire_at_unix_ms
+                              : NowUnixMs() + sc.rollback_window.count();
       journal.End("ok", fmt::format("{} keeps running on {} until {} (rollback window {}); "
                                     "`cutover rollback {}` switches back at once",
-                                    label, ColorName(from),
-                                    ClockTime(NowUnixMs() + sc.rollback_window.count()),
+                                    label, ColorName(from), ClockTime(retire_at),
                                     FormatDuration(sc.rollback_window), sc.name));
     }
   }
