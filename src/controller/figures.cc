@@ -61,11 +61,11 @@ Figures Between(const StatsSnapshot& from, const StatsSnapshot& to, double secon
 }
 
 std::string FormatRate(double rate) {
-  double percent = rate * 100;
-  if (percent == 0) return "0%";
-  if (percent < 0.1) return fmt::format("{:.2f}%", percent);
-  if (percent < 10) return fmt::format("{:.1f}%", percent);
-  return fmt::format("{:.0f}%", percent);
+  // Two decimals at most, as a threshold would be written: "5%", "2.5%".
+  std::string text = fmt::format("{:.2f}", rate * 100);
+  while (text.back() == '0') text.pop_back();
+  if (text.back() == '.') text.pop_back();
+  return text + "%";
 }
 
 std::string FormatLatency(uint64_t us) {

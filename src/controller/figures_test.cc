@@ -86,6 +86,8 @@ TEST(FormatTest, RatesAndLatencies) {
   EXPECT_EQ(FormatRate(0.0004), "0.04%");
   EXPECT_EQ(FormatRate(0.025), "2.5%");
   EXPECT_EQ(FormatRate(0.5), "50%");
+  EXPECT_EQ(FormatRate(0.05), "5%");
+  EXPECT_EQ(FormatRate(0.1818), "18.18%");
   EXPECT_EQ(FormatLatency(850), "850us");
   EXPECT_EQ(FormatLatency(3200), "3.2ms");
   EXPECT_EQ(FormatLatency(40'000), "40ms");

@@ -98,7 +98,7 @@ TEST_F(Analysis, AReleaseThatFailsTooOftenAtThePreviewNeverGoesLive) {
   EXPECT_EQ(v2.exit_code, 1) << v2.out;
   EXPECT_TRUE(Contains(v2.out,
                        "analysis failed: error rate 20% (16 of 80 requests) > "
-                       "max_error_rate 5.0%"))
+                       "max_error_rate 5%"))
       << v2.out;
   EXPECT_TRUE(Contains(v2.out, "(live traffic is untouched)")) << v2.out;
   EXPECT_EQ(Live(), "v1");
