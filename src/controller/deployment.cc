@@ -1419,9 +1419,11 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   }
   LogInfo("service '{}': {} of {} finished: {}", sc.name, d.rollback ? "rollback" : "deployment",
           d.record.release, d.record.message);
-  // Nothing runs on the other color (a first release, or the previous one
-  // was gone already): no rollback window to wait for before contract.
-  if (!d.rollback && sc.migrations && !d.spec.contract.empty() && !st.shutting_down &&
+  // The previous release was gone already: no rollback window to wait for
+  // before contract. Not after a first release: contract files in the
+  // folder then are more likely the next release's than its own, and
+  // `cutover contract` runs them when they are meant.
+  if (!d.rollback && !d.first && sc.migrations && !d.spec.contract.empty() && !st.shutting_down &&
       s.targets[static_cast<int>(Other(s.live))].empty() && !s.active) {
     Result<RunReport> report = co_await ContractLive(st, s, "daemon");
     if (!report) {

@@ -578,7 +578,12 @@ class App {
   asio::awaitable<bool> Download(tcp::socket& socket, const Request& req,
                                  std::map<std::string, std::string> query) {
     auto bytes = ParseNumber<uint64_t>(query["bytes"]);
-    if (!bytes) co_return co_await Write(socket, req, req.keep_alive(), Reply{400, "want bytes=N"});
+    if (!bytes) {
+      // Named, not a temporary: GCC 12 destroys a temporary argument of a
+      // co_await'ed call twice.
+      Reply bad{400, "want bytes=N"};
+      co_return co_await Write(socket, req, req.keep_alive(), bad);
+    }
     const bool chunked = query["chunked"] == "1";
     http::response<http::buffer_body> res;
     res.version(req.version());
