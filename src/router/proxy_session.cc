@@ -597,6 +597,17 @@ awaitable<ClientSession::SendResult> ClientSession::OpenAndSend(const ServiceRou
       fresh = true;  // a pooled connection the target had closed
       continue;
     }
+    // A fresh connection that fails while the request goes out: the target
+    // went away (crashed, restarting). A request that may be repeated gets
+    // one other target, as a failed connect does.
+    if (idempotent_ && !moved && !timed_out_) {
+      if (Target* other = worker_.PickTarget(route, color_, *target); other != nullptr) {
+        moved = true;
+        fresh = false;
+        *target = other;
+        continue;
+      }
+    }
     co_return timed_out_ ? SendResult::kTimedOut : SendResult::kWriteFailed;
   }
 }
