@@ -74,12 +74,13 @@ std::vector<std::string_view> PlannedSteps(bool rollback, bool migrations, bool 
     if (migrations) return {"schema", "start", "healthy", "switch"};
     return {"start", "healthy", "switch"};
   }
-  std::vector<std::string_view> steps = {"prepare"};
-  if (migrations) steps.insert(steps.end(), {"expand", "verify-live"});
-  steps.insert(steps.end(), {"start", "healthy", "check", "approve", "switch"});
-  if (observe) steps.push_back("observe");
-  if (migrations) steps.push_back("backfill");
-  steps.push_back("settle");
+  std::vector<std::string_view> steps;
+  for (std::string_view step : {"prepare", "expand", "verify-live", "start", "healthy", "check",
+                                "approve", "switch", "observe", "backfill", "settle"}) {
+    const bool migration_step = step == "expand" || step == "verify-live" || step == "backfill";
+    if ((migration_step && !migrations) || (step == "observe" && !observe)) continue;
+    steps.push_back(step);
+  }
   return steps;
 }
 
