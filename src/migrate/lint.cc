@@ -13,10 +13,13 @@
 #include <vector>
 
 #include "common/types.h"
+#include "migrate/sql_lex.h"
 
 namespace cutover {
 
 namespace {
+
+using namespace sql;
 
 constexpr std::string_view kDropTable = "drop-table";
 constexpr std::string_view kDropColumn = "drop-column";
@@ -32,8 +35,6 @@ constexpr std::string_view kUnknownRule = "unknown-rule";
 constexpr std::string_view kUnusedAllow = "unused-allow";
 
 constexpr std::string_view kNoTransactionFile = "in a file with `-- cutover: no-transaction`";
-
-constexpr size_t kNpos = std::string_view::npos;
 
 // ---------------------------------------------------------------------------
 // Tokens
@@ -51,19 +52,6 @@ struct Token {
   std::string_view text;  // as written, a view into the statement
 };
 
-bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-bool IsWordStart(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u == '_' || u >= 0x80;
-}
-
-bool IsWordChar(char c) { return IsWordStart(c) || IsDigit(c) || c == '$'; }
-
 char Upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
 char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -71,49 +59,6 @@ std::string ToLower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), Lower);
   return out;
-}
-
-size_t SkipBlockComment(std::string_view s, size_t i) {
-  int depth = 0;
-  while (i + 1 < s.size()) {
-    if (s[i] == '/' && s[i + 1] == '*') {
-      ++depth;
-      i += 2;
-    } else if (s[i] == '*' && s[i + 1] == '/') {
-      i += 2;
-      if (--depth == 0) return i;
-    } else {
-      ++i;
-    }
-  }
-  return kNpos;
-}
-
-size_t SkipQuoted(std::string_view s, size_t i, char quote, bool backslash) {
-  ++i;
-  while (i < s.size()) {
-    if (backslash && s[i] == '\\') {
-      i += 2;
-    } else if (s[i] == quote) {
-      if (i + 1 < s.size() && s[i + 1] == quote) {
-        i += 2;
-      } else {
-        return i + 1;
-      }
-    } else {
-      ++i;
-    }
-  }
-  return kNpos;
-}
-
-std::string_view DollarDelimiter(std::string_view s, size_t i) {
-  size_t j = i + 1;
-  if (j < s.size() && s[j] == '$') return s.substr(i, 2);
-  if (j >= s.size() || !IsWordStart(s[j])) return {};
-  while (j < s.size() && (IsWordStart(s[j]) || IsDigit(s[j]))) ++j;
-  if (j < s.size() && s[j] == '$') return s.substr(i, j + 1 - i);
-  return {};
 }
 
 std::vector<Token> Tokenize(std::string_view s, Dialect dialect) {

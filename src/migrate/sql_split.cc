@@ -7,30 +7,13 @@
 #include <vector>
 
 #include "migrate/migration.h"
+#include "migrate/sql_lex.h"
 
 namespace cutover {
 
 namespace {
 
-constexpr size_t kNpos = std::string_view::npos;
-
-bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-// Bytes of multi-byte UTF-8 characters count as letters, as in PostgreSQL.
-bool IsWordStart(char c) {
-  unsigned char u = static_cast<unsigned char>(c);
-  return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u == '_' || u >= 0x80;
-}
-
-// PostgreSQL allows '$' inside (not at the start of) an identifier, which is
-// why `a$b$` is a name and not the opening of a dollar quote.
-bool IsWordChar(char c) { return IsWordStart(c) || IsDigit(c) || c == '$'; }
-
-bool IsTagChar(char c) { return IsWordStart(c) || IsDigit(c); }
+using namespace sql;
 
 bool KeywordIs(std::string_view word, std::string_view upper) {
   return word.size() == upper.size() &&
@@ -38,55 +21,6 @@ bool KeywordIs(std::string_view word, std::string_view upper) {
            if (a >= 'a' && a <= 'z') a -= 'a' - 'A';
            return a == b;
          });
-}
-
-// Past the end of the (nested) block comment that opens at `i`, or kNpos.
-size_t SkipBlockComment(std::string_view sql, size_t i) {
-  int depth = 0;
-  while (i + 1 < sql.size()) {
-    if (sql[i] == '/' && sql[i + 1] == '*') {
-      ++depth;
-      i += 2;
-    } else if (sql[i] == '*' && sql[i + 1] == '/') {
-      i += 2;
-      if (--depth == 0) return i;
-    } else {
-      ++i;
-    }
-  }
-  return kNpos;
-}
-
-// Past the closing `quote` of the literal that opens at `i`, or kNpos. A
-// doubled quote stands for itself; with `backslash`, so does `\<any>`.
-size_t SkipQuoted(std::string_view sql, size_t i, char quote, bool backslash) {
-  ++i;
-  while (i < sql.size()) {
-    char c = sql[i];
-    if (backslash && c == '\\') {
-      i += 2;
-    } else if (c == quote) {
-      if (i + 1 < sql.size() && sql[i + 1] == quote) {
-        i += 2;
-      } else {
-        return i + 1;
-      }
-    } else {
-      ++i;
-    }
-  }
-  return kNpos;
-}
-
-// The opening delimiter (`$$` or `$tag$`) at `i`, or empty when the '$' at
-// `i` starts something else, such as the parameter `$1`.
-std::string_view DollarDelimiter(std::string_view sql, size_t i) {
-  size_t j = i + 1;
-  if (j < sql.size() && sql[j] == '$') return sql.substr(i, 2);
-  if (j >= sql.size() || !IsWordStart(sql[j])) return {};
-  while (j < sql.size() && IsTagChar(sql[j])) ++j;
-  if (j < sql.size() && sql[j] == '$') return sql.substr(i, j + 1 - i);
-  return {};
 }
 
 // Counts lines forward only: statements are found in order, so the whole
