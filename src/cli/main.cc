@@ -21,23 +21,14 @@
 #include "api/client.h"
 #include "api/json.h"
 #include "cli/migrate.h"
+#include "cli/output.h"
 #include "cli/serve.h"
 #include "config/config.h"
 
 namespace cutover {
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;       // the daemon refused, or the operation failed
-constexpr int kExitUsage = 2;        // bad flags or a bad config file
-constexpr int kExitUnreachable = 3;  // no answer from the daemon
-
 constexpr std::string_view kDefaultControl = "./cutover.sock";
-
-int Fail(int exit_code, std::string_view reason) {
-  fmt::print(stderr, "cutover: {}\n", reason);
-  return exit_code;
-}
 
 // Options every client subcommand takes: where the daemon is.
 struct ClientOptions {
@@ -99,23 +90,6 @@ std::expected<std::string, int> CallDaemon(const ClientOptions& options, std::st
     return std::unexpected(Fail(kExitFailed, ErrorFromResponse(*response).message));
   }
   return std::move(response->body);
-}
-
-// Prints rows as aligned columns, two spaces apart.
-void PrintTable(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    widths.resize(std::max(widths.size(), row.size()));
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    fmt::print("{}\n", line);
-  }
 }
 
 std::string Join(const std::vector<std::string>& items, std::string_view separator) {

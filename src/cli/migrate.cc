@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/json.h"
+#include "cli/output.h"
 #include "config/config.h"
 #include "migrate/lint.h"
 #include "migrate/runner.h"
@@ -16,16 +17,6 @@
 namespace cutover {
 
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitUnreachable = 3;
-
-int Fail(int code, std::string_view reason) {
-  fmt::print(stderr, "cutover: {}\n", reason);
-  return code;
-}
 
 int ExitFor(const Error& e) {
   switch (e.code) {
@@ -174,18 +165,7 @@ int PrintStatus(const Target& t, bool json) {
   for (const MigrationState& s : status->files) {
     rows.push_back({s.version, std::string(PhaseName(s.phase)), s.state, s.name, Applied(s)});
   }
-  std::vector<size_t> widths(5, 0);
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    fmt::print("{}\n", line);
-  }
+  PrintTable(rows);
   for (const MigrationState& s : status->files) {
     if (s.applied && !s.applied->error.empty() && s.state != "applied") {
       fmt::print("\n{} {}:\n{}\n", s.filename.empty() ? s.version : s.filename, s.state,

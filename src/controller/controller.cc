@@ -470,7 +470,7 @@ asio::awaitable<Result<ContractResult>> Controller::Contract(std::string name, s
                                     "after it finished",
                                     name, s->active->record.id, s->active->record.release));
   }
-  if (s->contracting) {
+  if (s->contract_run) {
     co_return MakeError(ErrorCode::kConflict,
                         fmt::format("service '{}': its contract migrations run already", name));
   }

@@ -78,8 +78,7 @@ struct ServiceState {
   bool restarted_live = false;  // Start() had to start the live release again
   // Ends the previous release's rollback window.
   std::unique_ptr<boost::asio::steady_timer> retire_timer;
-  std::shared_ptr<RunCancel> contract_run;  // a contract that runs outside a deployment
-  bool contracting = false;
+  std::shared_ptr<RunCancel> contract_run;  // set while a contract runs outside a deployment
   // What each color served, sampled every second (SampleFigures).
   FigureHistory figures[2];
   StatsSnapshot served[2];  // everything each color served since the daemon started

@@ -328,6 +328,21 @@ class StepJournal {
   SteadyClock::time_point step_started_{};
 };
 
+// Runs migration `phase` for deployment `d` as its journal's running step:
+// progress lines update the step, and an abort cancels the file that runs.
+asio::awaitable<Result<RunReport>> RunStepPhase(Controller::State& st, const ServiceConfig& sc,
+                                                Deployment& d, StepJournal& journal, Phase phase) {
+  RunOptions options;
+  options.release = d.record.release;
+  d.migration = std::make_shared<RunCancel>();
+  options.cancel = d.migration;
+  Result<RunReport> report = co_await RunMigrationPhase(
+      st, sc, phase, options,
+      [&journal](std::string line) { journal.Update("running", std::move(line)); });
+  d.migration.reset();
+  co_return report;
+}
+
 // Waits on the deployment's wake timer for at most `d`; returns early when
 // promote or abort is asked.
 asio::awaitable<void> Nap(Deployment& d, Millis duration) {
@@ -988,14 +1003,7 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   // --- expand, verify-live -----------------------------------------------
   if (!d.rollback && sc.migrations) {
     journal.Begin("expand");
-    RunOptions options;
-    options.release = d.record.release;
-    d.migration = std::make_shared<RunCancel>();
-    options.cancel = d.migration;
-    Result<RunReport> report = co_await RunMigrationPhase(
-        st, sc, Phase::kExpand, options,
-        [&journal](std::string line) { journal.Update("running", std::move(line)); });
-    d.migration.reset();
+    Result<RunReport> report = co_await RunStepPhase(st, sc, d, journal, Phase::kExpand);
     if (!report) {
       co_await fail("failed", "expand: " + report.error().message);
       co_return;
@@ -1346,14 +1354,7 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
   std::string backfill_problem;
   if (!d.rollback && sc.migrations) {
     journal.Begin("backfill");
-    RunOptions options;
-    options.release = d.record.release;
-    d.migration = std::make_shared<RunCancel>();
-    options.cancel = d.migration;
-    Result<RunReport> report = co_await RunMigrationPhase(
-        st, sc, Phase::kBackfill, options,
-        [&journal](std::string line) { journal.Update("running", std::move(line)); });
-    d.migration.reset();
+    Result<RunReport> report = co_await RunStepPhase(st, sc, d, journal, Phase::kBackfill);
     if (!report || !report->ok) {
       backfill_problem = report ? report->error : report.error().message;
       journal.End("failed", fmt::format("{}\n{} stays live. Fix the file and run `cutover "

@@ -4,6 +4,7 @@
 // themselves happen on the blocking pool).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -172,64 +173,41 @@ asio::awaitable<Result<RunReport>> ContractLive(Controller::State& st, ServiceSt
       }
     }
   }
-  auto journal = [&](std::string_view outcome, std::string message) {
+  // Streamed while it runs, written to the owner's journal once it ended.
+  auto emit = [&](std::string_view outcome, const std::string& message) {
     if (!owner) return;
-    StepRecord* step = nullptr;
-    for (StepRecord& r : owner->steps) {
-      if (r.name == "contract") step = &r;
-    }
-    if (step == nullptr) {
-      owner->steps.push_back({"contract", "", NowUnixMs(), 0, ""});
-      step = &owner->steps.back();
-    }
-    step->outcome = std::string(outcome);
-    step->message = message;
-    if (outcome != "running") step->finished_unix_ms = NowUnixMs();
-    Status saved = st.store.UpdateDeployment(*owner);
-    if (!saved) LogWarn("deployment {}: journal: {}", owner->id, saved.error().message);
     st.Emit({owner->id, sc.name, owner->release, "step", "contract", std::string(outcome), 0,
              message, NowUnixMs()});
   };
-  bool had_step = false;
-  StepRecord kept;
-  if (owner) {
-    for (const StepRecord& r : owner->steps) {
-      if (r.name == "contract" && r.outcome == "ok") {
-        had_step = true;
-        kept = r;
-      }
-    }
-  }
-  journal("running", fmt::format("contract migrations of {} (asked by {})", live.release, actor));
+  const int64_t started = NowUnixMs();
+  emit("running", fmt::format("contract migrations of {} (asked by {})", live.release, actor));
   s.contract_run = std::make_shared<RunCancel>();
   options.cancel = s.contract_run;
-  s.contracting = true;
-  Result<RunReport> report =
-      co_await RunMigrationPhase(st, sc, Phase::kContract, options, [&](std::string line) {
-        if (owner) {
-          st.Emit({owner->id, sc.name, owner->release, "step", "contract", "running", 0, line,
-                   NowUnixMs()});
-        }
-      });
-  s.contracting = false;
+  Result<RunReport> report = co_await RunMigrationPhase(
+      st, sc, Phase::kContract, options, [&](std::string line) { emit("running", line); });
   s.contract_run.reset();
-  if (!report) {
-    journal("failed", report.error().message);
-    co_return report;
-  }
-  if (!report->ok) {
-    journal("failed", report->error + "\n" + DescribeRun(*report));
-  } else if (!report->files.empty() || !had_step) {
-    journal("ok", DescribeRun(*report));
-  } else if (owner) {
-    // Nothing was left to run: the step keeps what the run that did the
-    // work wrote.
-    for (StepRecord& r : owner->steps) {
-      if (r.name == "contract") r = kept;
+  const bool ok = report && report->ok;
+  const std::string message = !report       ? report.error().message
+                              : !report->ok ? report->error + "\n" + DescribeRun(*report)
+                                            : DescribeRun(*report);
+  if (owner) {
+    auto step = std::find_if(owner->steps.begin(), owner->steps.end(),
+                             [](const StepRecord& r) { return r.name == "contract"; });
+    // A run that found nothing left leaves the step of the run that did the work.
+    const bool nothing_new = ok && report->files.empty() && step != owner->steps.end();
+    if (!nothing_new) {
+      StepRecord record{"contract", ok ? "ok" : "failed", started, NowUnixMs(), message};
+      if (step == owner->steps.end()) {
+        owner->steps.push_back(std::move(record));
+      } else {
+        *step = std::move(record);
+      }
+      Status saved = st.store.UpdateDeployment(*owner);
+      if (!saved) LogWarn("deployment {}: journal: {}", owner->id, saved.error().message);
     }
-    Status saved = st.store.UpdateDeployment(*owner);
-    if (!saved) LogWarn("deployment {}: journal: {}", owner->id, saved.error().message);
+    emit(ok ? "ok" : "failed", message);
   }
+  if (!report) co_return report;
   Status audited = st.store.AppendAudit({0, 0, sc.name, "contract", actor,
                                          report->ok ? DescribeRun(*report) : report->error,
                                          report->ok ? "ok" : "failed"});
