@@ -5,9 +5,8 @@
 
 namespace cutover {
 
-void RecentPaths::Offer(size_t worker, std::string_view path) {
-  Shard& shard = shards_[worker];
-  if (++shard.seen % kEvery != 0 || path.size() > kMaxPath || path.empty()) return;
+void RecentPaths::Keep(Shard& shard, std::string_view path) {
+  if (path.size() > kMaxPath || path.empty()) return;
   const uint32_t next = shard.next.load(std::memory_order_relaxed);
   shard.next.store(next + 1, std::memory_order_relaxed);
   Slot& slot = shard.slots[next % kSlots];

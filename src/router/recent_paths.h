@@ -26,8 +26,11 @@ class RecentPaths {
       : shards_(std::make_unique<Shard[]>(workers)), count_(workers) {}
 
   // Worker `worker` saw a live GET of `path`. Only that worker calls this
-  // with its index.
-  void Offer(size_t worker, std::string_view path);
+  // with its index. Inline: on seven GETs in eight it is one increment.
+  void Offer(size_t worker, std::string_view path) {
+    Shard& shard = shards_[worker];
+    if (++shard.seen % kEvery == 0) Keep(shard, path);
+  }
 
   // The distinct paths in the rings now, at most `limit`, newest first per
   // worker. Any thread.
@@ -44,6 +47,9 @@ class RecentPaths {
     std::atomic<uint32_t> next{0};  // the slot written next (written by the worker only)
     std::array<Slot, kSlots> slots;
   };
+
+  // Copies `path` into the shard's next slot.
+  static void Keep(Shard& shard, std::string_view path);
 
   std::unique_ptr<Shard[]> shards_;
   size_t count_;

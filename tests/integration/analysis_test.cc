@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "daemon_fixture.h"
 #include "harness.h"
 #include "support/raw_http.h"
 #include "support/temp_dir.h"
@@ -22,22 +23,9 @@ namespace {
 
 using nlohmann::json;
 
-bool Contains(std::string_view text, std::string_view what) {
-  return text.find(what) != std::string_view::npos;
-}
-
-class Analysis : public ::testing::Test {
+class Analysis : public DaemonFixture {
  protected:
-  void SetUp() override {
-    auto dir = TempDir::Create("cutover-analysis");
-    ASSERT_TRUE(dir) << dir.error().message;
-    dir_.emplace(std::move(*dir));
-  }
-  void TearDown() override {
-    if (daemon_) {
-      EXPECT_EQ(daemon_->Stop(), std::optional<int>(0));
-    }
-  }
+  Analysis() : DaemonFixture("cutover-analysis") {}
 
   static std::string Testapp(std::string_view name, std::string_view extra = "") {
     std::string cmd = TestappBinary() + " --name " + std::string(name) + " --quiet";
@@ -74,17 +62,6 @@ class Analysis : public ::testing::Test {
     if (!j.is_object() || j["deployments"].empty()) return nullptr;
     return j["deployments"][0];
   }
-
-  std::string StepMessage(const json& d, std::string_view name) const {
-    if (!d.is_object()) return {};
-    for (const json& s : d["steps"]) {
-      if (s.value("name", "") == name) return s.value("message", "");
-    }
-    return {};
-  }
-
-  std::optional<TempDir> dir_;
-  std::unique_ptr<Daemon> daemon_;
 };
 
 TEST_F(Analysis, AReleaseThatFailsTooOftenAtThePreviewNeverGoesLive) {

@@ -52,8 +52,6 @@ std::vector<std::string> Lines(std::string_view text) {
   return out;
 }
 
-json ParseJson(std::string_view text) { return json::parse(text, nullptr, false); }
-
 // One run of the cutover CLI, stdout and stderr apart.
 struct CliRun {
   int exit_code = -1;
@@ -145,45 +143,12 @@ Result<UnixResponse> UnixRequest(const std::string& path, std::string_view reque
   return r;
 }
 
-// One sample of the Prometheus text format.
-struct MetricSample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-
-std::vector<MetricSample> ParseMetrics(std::string_view text) {
-  static const std::regex kLine(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$)");
-  static const std::regex kLabel(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)")re");
-  std::vector<MetricSample> out;
-  for (const std::string& line : Lines(text)) {
-    std::smatch m;
-    if (line.empty() || line[0] == '#' || !std::regex_match(line, m, kLine)) continue;
-    MetricSample s;
-    s.name = m[1];
-    const std::string labels = m[3];
-    for (std::sregex_iterator it(labels.begin(), labels.end(), kLabel), end; it != end; ++it) {
-      s.labels[(*it)[1]] = (*it)[2];
-    }
-    s.value = m[4] == "+Inf" ? 1e300 : std::strtod(m[4].str().c_str(), nullptr);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
 // The value of the first sample named `name` whose labels include `labels`.
 std::optional<double> Metric(const std::vector<MetricSample>& samples, std::string_view name,
                              const std::map<std::string, std::string>& labels) {
-  for (const MetricSample& s : samples) {
-    if (s.name != name) continue;
-    bool match = true;
-    for (const auto& [k, v] : labels) {
-      auto it = s.labels.find(k);
-      match = match && it != s.labels.end() && it->second == v;
-    }
-    if (match) return s.value;
-  }
-  return std::nullopt;
+  std::vector<MetricSample> found = MatchingMetrics(samples, name, labels);
+  if (found.empty()) return std::nullopt;
+  return found.front().value;
 }
 
 // Blue and green backends and one daemon serving "web" on Host: localhost.

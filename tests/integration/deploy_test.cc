@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon_fixture.h"
 #include "harness.h"
 #include "support/load_generator.h"
 #include "support/net.h"
@@ -47,52 +48,9 @@ using std::chrono::seconds;
 
 constexpr std::string_view kPreviewToken = "preview-secret-0123456789";
 
-json ParseJson(std::string_view text) { return json::parse(text, nullptr, false); }
-
 // Runs `cutover ARGS...` against `daemon` (stdout and stderr together).
 CliResult RunCli(const Daemon& daemon, const std::vector<std::string>& args) {
   return daemon.Cli(args);
-}
-
-// A CLI run on its own thread, for commands that follow a deployment while
-// the test acts on it.
-class BackgroundCli {
- public:
-  BackgroundCli(const Daemon& daemon, std::vector<std::string> args)
-      : thread_([this, &daemon, args = std::move(args)] { result_ = RunCli(daemon, args); }) {}
-  ~BackgroundCli() {
-    if (thread_.joinable()) thread_.join();
-  }
-  CliResult Join() {
-    if (thread_.joinable()) thread_.join();
-    return result_;
-  }
-
- private:
-  CliResult result_;
-  std::thread thread_;
-};
-
-// One GET through a listener; the body, or "status N: body", or the error.
-std::string Get(uint16_t port, std::string_view target = "/", const HeaderList& headers = {}) {
-  auto r = HttpGet("127.0.0.1", port, target, "localhost", headers, DeadlineIn(seconds(5)));
-  if (!r) return "error: " + r.error().message;
-  if (r->status != 200) return "status " + std::to_string(r->status) + ": " + r->body;
-  return r->body;
-}
-
-bool Refuses(uint16_t port) {
-  return !ConnectTcp("127.0.0.1", port, DeadlineIn(milliseconds(500))).has_value();
-}
-
-// Whether `pid` is gone (a zombie nobody reaped counts as gone: it runs no code).
-bool ProcessGone(pid_t pid) {
-  if (::kill(pid, 0) != 0) return errno == ESRCH;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  size_t paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
 }
 
 // The ports listed by a deployment's start step ("... port(s) 20001, 20002").
@@ -114,14 +72,6 @@ std::vector<uint16_t> StartedPorts(const json& deployment) {
     }
   }
   return out;
-}
-
-const json* Step(const json& deployment, std::string_view name) {
-  if (!deployment.is_object() || !deployment.contains("steps")) return nullptr;
-  for (const json& step : deployment["steps"]) {
-    if (step["name"] == name) return &step;
-  }
-  return nullptr;
 }
 
 // The position of each of `needles` in `text`, each looked for after the one
@@ -149,20 +99,14 @@ struct WebService {
 
 // A daemon in its own folder; the fixture stops it cleanly at the end and
 // then proves that no instance it started still runs.
-class Deploy : public ::testing::Test {
+class Deploy : public DaemonFixture {
  protected:
-  void SetUp() override {
-    auto dir = TempDir::Create("cutover-deploy");
-    ASSERT_TRUE(dir) << dir.error().message;
-    dir_.emplace(std::move(*dir));
-  }
+  Deploy() : DaemonFixture("cutover-deploy") {}
 
   void TearDown() override {
-    if (load_) load_->Stop();
-    if (!daemon_) return;
-    std::optional<int> code = daemon_->Stop();
-    EXPECT_EQ(code, std::optional<int>(0)) << "the daemon did not stop cleanly; its output:\n"
-                                           << daemon_->process().Output();
+    const bool stopped = daemon_ != nullptr;
+    DaemonFixture::TearDown();
+    if (!stopped) return;
     const auto instances = Instances();
     if (runs_processes_) {
       EXPECT_FALSE(instances.empty()) << "no instance log found in " << LogsDir();
@@ -170,7 +114,8 @@ class Deploy : public ::testing::Test {
     for (const auto& [port, pid] : instances) {
       EXPECT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, DeadlineIn(seconds(5))))
           << "instance pid " << pid << " (port " << port << ") outlived the daemon";
-      EXPECT_TRUE(Refuses(port)) << "port " << port << " still answers after the daemon stopped";
+      EXPECT_TRUE(PortRefuses(port))
+          << "port " << port << " still answers after the daemon stopped";
       // An instance is the leader of its own process group: a leftover one
       // must not outlive the test either.
       if (!ProcessGone(pid)) ::kill(-pid, SIGKILL);
@@ -217,52 +162,6 @@ class Deploy : public ::testing::Test {
     daemon_ = std::move(*d);
   }
 
-  json ServiceJson() const {
-    auto r = daemon_->Api("GET", "/v1/services/web");
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
-
-  json DeploymentJson(int64_t id) const {
-    auto r = daemon_->Api("GET", "/v1/services/web/deployments/" + std::to_string(id));
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
-
-  json History() const {
-    auto r = daemon_->Api("GET", "/v1/services/web/deployments");
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
-
-  // Waits until step `name` of deployment `id` has `outcome`; the deployment.
-  json WaitStep(int64_t id, std::string_view name, std::string_view outcome) const {
-    json last;
-    bool ok = WaitUntil(
-        [&] {
-          last = DeploymentJson(id);
-          const json* step = Step(last, name);
-          return step != nullptr && (*step)["outcome"] == outcome;
-        },
-        DeadlineIn(seconds(20)), milliseconds(20));
-    EXPECT_TRUE(ok) << "step " << name << " of deployment " << id << " never became " << outcome
-                    << ": " << last.dump(2);
-    return last;
-  }
-
-  // Waits until deployment `id` is no longer running; the deployment.
-  json WaitFinished(int64_t id) const {
-    json last;
-    bool ok = WaitUntil(
-        [&] {
-          last = DeploymentJson(id);
-          return last.is_object() && last["outcome"] != "running";
-        },
-        DeadlineIn(seconds(20)), milliseconds(20));
-    EXPECT_TRUE(ok) << "deployment " << id << " never finished: " << last.dump(2);
-    return last;
-  }
-
   // `cutover deploy web --release R --detach`; the deployment's id.
   int64_t DeployDetached(const std::string& release) {
     CliResult r = RunCli(*daemon_, {"deploy", "web", "--release", release, "--detach"});
@@ -289,36 +188,7 @@ class Deploy : public ::testing::Test {
       ASSERT_EQ(p.exit_code, 0) << p.out;
       EXPECT_EQ(WaitFinished(id)["outcome"], "succeeded");
     }
-    ASSERT_EQ(Get(daemon_->port()), release);
-  }
-
-  // Constant load on the main listener, as production traffic would be.
-  void StartLoad() {
-    LoadOptions options;
-    options.port = daemon_->port();
-    options.host_header = "localhost";
-    options.connections = 6;
-    options.pause = milliseconds(1);
-    load_ = LoadGenerator::Start(options);
-    ASSERT_TRUE(load_->WaitForCompleted(50, DeadlineIn(seconds(10))))
-        << load_->Snapshot().ToString();
-  }
-
-  // Waits until the load has seen `body` (a release answering), then a few
-  // more requests.
-  void WaitLoadSees(const std::string& body) {
-    ASSERT_TRUE(
-        WaitUntil([&] { return load_->Snapshot().by_body[body] > 20; }, DeadlineIn(seconds(10))))
-        << load_->Snapshot().ToString();
-  }
-
-  // Stops the load and asserts that not one request failed.
-  LoadSummary StopLoadExpectClean() {
-    LoadSummary s = load_->Stop();
-    EXPECT_GT(s.responses, 0u) << s.ToString();
-    EXPECT_EQ(s.errors, 0u) << "requests failed during the deployment: " << s.ToString();
-    EXPECT_EQ(s.non_2xx, 0u) << "requests failed during the deployment: " << s.ToString();
-    return s;
+    ASSERT_EQ(GetText(daemon_->port()), release);
   }
 
   // Every instance the daemon started, from the headers of their log files:
@@ -331,7 +201,7 @@ class Deploy : public ::testing::Test {
     std::vector<uint16_t> ports = StartedPorts(d);
     EXPECT_FALSE(ports.empty()) << d.dump(2);
     for (uint16_t port : ports) {
-      EXPECT_TRUE(WaitUntil([&] { return Refuses(port); }, DeadlineIn(seconds(5))))
+      EXPECT_TRUE(WaitUntil([&] { return PortRefuses(port); }, DeadlineIn(seconds(5))))
           << "the candidate still answers on port " << port;
     }
     json s = ServiceJson();
@@ -340,9 +210,6 @@ class Deploy : public ::testing::Test {
     EXPECT_TRUE(slot["targets"].empty()) << s.dump(2);
   }
 
-  std::optional<TempDir> dir_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<LoadGenerator> load_;
   bool runs_processes_ = false;
 };
 
@@ -350,7 +217,7 @@ TEST_F(Deploy, FirstReleaseThenSecondWithAutoPromotionKeepsThePreviousForRollbac
   ASSERT_NO_FATAL_FAILURE(StartDaemon(
       {.command = TestappCommand(), .checks = "      - http: {path: /, expect_status: 200}\n"}));
 
-  std::string before = Get(daemon_->port());
+  std::string before = GetText(daemon_->port());
   EXPECT_TRUE(before.starts_with("status 503: ")) << before;
   EXPECT_NE(before.find("service 'web' has no release live yet"), std::string::npos) << before;
 
@@ -358,7 +225,7 @@ TEST_F(Deploy, FirstReleaseThenSecondWithAutoPromotionKeepsThePreviousForRollbac
   ASSERT_EQ(first.exit_code, 0) << first.out;
   EXPECT_NE(first.out.find("first release of web: it lands on blue"), std::string::npos)
       << first.out;
-  ASSERT_EQ(Get(daemon_->port()), "v1");
+  ASSERT_EQ(GetText(daemon_->port()), "v1");
 
   ASSERT_NO_FATAL_FAILURE(StartLoad());
   CliResult second = RunCli(*daemon_, {"deploy", "web", "--release", "v2"});
@@ -380,7 +247,7 @@ TEST_F(Deploy, FirstReleaseThenSecondWithAutoPromotionKeepsThePreviousForRollbac
       << second.out;
   EXPECT_NE(second.out.find("http GET /: passed"), std::string::npos) << second.out;
   EXPECT_NE(second.out.find("v1 keeps running on blue"), std::string::npos) << second.out;
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
 
   json s = ServiceJson();
   EXPECT_EQ(s["live"], "green") << s.dump(2);
@@ -423,13 +290,13 @@ TEST_F(Deploy, ManualPromotionWaitsWithTheCandidateOnThePreview) {
   int64_t first = DeployDetached("v1");
   ASSERT_GT(first, 0);
   WaitStep(first, "approve", "waiting");
-  EXPECT_EQ(Get(daemon_->preview_port()), "v1");
-  std::string main_before = Get(daemon_->port());
+  EXPECT_EQ(GetText(daemon_->preview_port()), "v1");
+  std::string main_before = GetText(daemon_->port());
   EXPECT_NE(main_before.find("service 'web' has no release live yet"), std::string::npos)
       << main_before;
   ASSERT_EQ(RunCli(*daemon_, {"promote", "web"}).exit_code, 0);
   EXPECT_EQ(WaitFinished(first)["outcome"], "succeeded");
-  ASSERT_EQ(Get(daemon_->port()), "v1");
+  ASSERT_EQ(GetText(daemon_->port()), "v1");
   ASSERT_NO_FATAL_FAILURE(StartLoad());
 
   int64_t id = DeployDetached("v2");
@@ -448,8 +315,8 @@ TEST_F(Deploy, ManualPromotionWaitsWithTheCandidateOnThePreview) {
       << waiting.dump(2);
   EXPECT_EQ((*Step(waiting, "switch"))["outcome"], "pending");
 
-  EXPECT_EQ(Get(daemon_->preview_port()), "v2");
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->preview_port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   json s = ServiceJson();
   EXPECT_EQ(s["live"], "blue");
   EXPECT_EQ(s["deployment"]["id"], id) << s.dump(2);
@@ -465,9 +332,9 @@ TEST_F(Deploy, ManualPromotionWaitsWithTheCandidateOnThePreview) {
 
   ASSERT_NO_FATAL_FAILURE(WaitLoadSees("v2"));
   StopLoadExpectClean();
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   // The previous release is what the preview shows now.
-  EXPECT_EQ(Get(daemon_->preview_port()), "v1");
+  EXPECT_EQ(GetText(daemon_->preview_port()), "v1");
 
   // Nothing is waiting any more.
   CliResult again = RunCli(*daemon_, {"promote", "web"});
@@ -494,7 +361,7 @@ TEST_F(Deploy, AbortDuringApprovalStopsTheCandidateAndLeavesLiveAlone) {
   json waiting = WaitStep(id, "approve", "waiting");
   std::vector<uint16_t> ports = StartedPorts(waiting);
   ASSERT_EQ(ports.size(), 1u) << waiting.dump(2);
-  EXPECT_EQ(Get(ports[0]), "v2") << "the candidate does not run on its port";
+  EXPECT_EQ(GetText(ports[0]), "v2") << "the candidate does not run on its port";
 
   CliResult abort = RunCli(*daemon_, {"abort", "web"});
   ASSERT_EQ(abort.exit_code, 0) << abort.out;
@@ -513,12 +380,12 @@ TEST_F(Deploy, AbortDuringApprovalStopsTheCandidateAndLeavesLiveAlone) {
   ExpectCandidateStopped(done);
 
   StopLoadExpectClean();
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   json s = ServiceJson();
   EXPECT_EQ(s["live"], "blue");
   EXPECT_EQ(s["colors"]["blue"]["release"], "v1");
   EXPECT_EQ(s["colors"]["blue"]["state"], "running");
-  std::string preview = Get(daemon_->preview_port());
+  std::string preview = GetText(daemon_->preview_port());
   EXPECT_TRUE(preview.starts_with("status 503: ")) << preview;
   EXPECT_NE(preview.find("service 'web' has no release on its idle color (green) to preview"),
             std::string::npos)
@@ -551,7 +418,7 @@ TEST_F(Deploy, UnhealthyReleaseFailsAtTheDeadlineWithItsLogTail) {
   EXPECT_EQ((*Step(d, "healthy"))["outcome"], "failed") << d.dump(2);
   EXPECT_EQ((*Step(d, "check"))["outcome"], "skipped") << d.dump(2);
   ExpectCandidateStopped(d);
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   EXPECT_EQ(ServiceJson()["live"], "blue");
 }
 
@@ -582,7 +449,7 @@ TEST_F(Deploy, InstanceThatExitsAtOnceFailsWithoutWaitingForTheDeadline) {
   EXPECT_NE(healthy.find("boom"), std::string::npos) << d.dump(2);
   json s = ServiceJson();
   EXPECT_TRUE(s["colors"]["green"]["targets"].empty()) << s.dump(2);
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
 }
 
 TEST_F(Deploy, AbortDuringACheckStopsTheCheck) {
@@ -614,7 +481,7 @@ TEST_F(Deploy, AbortDuringACheckStopsTheCheck) {
   EXPECT_EQ(d["outcome"], "aborted") << d.dump(2);
   EXPECT_FALSE(std::filesystem::exists(finished))
       << "the check ran to its end after the abort: " << d.dump(2);
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
 }
 
 TEST_F(Deploy, FailureMessageKeepsTheLogTailLinesIntact) {
@@ -682,7 +549,7 @@ TEST_F(Deploy, FailedHttpCheckShowsExpectedAndGot) {
   json s = ServiceJson();
   EXPECT_EQ(s["live"], "blue");
   EXPECT_TRUE(s["colors"]["green"]["targets"].empty()) << s.dump(2);
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   // The check asked twice (one retry); the live release was never asked.
   auto seen = (*v2)->RequestsSeen();
   ASSERT_TRUE(seen);
@@ -724,7 +591,7 @@ TEST_F(Deploy, FailedCommandCheckKeepsItsOutputInTheHistory) {
       << message;
   EXPECT_NE(message.find("smoke: the checkout page is broken"), std::string::npos) << message;
   ExpectCandidateStopped(one);
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
 }
 
 TEST_F(Deploy, SessionCheckNeedsStateBothReleasesShare) {
@@ -750,7 +617,7 @@ TEST_F(Deploy, SessionCheckNeedsStateBothReleasesShare) {
       << memory.out;
   EXPECT_NE(memory.out.find("keep them in a store both releases share"), std::string::npos)
       << memory.out;
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
 
   CliResult file = RunCli(*daemon_, {"deploy", "web", "--release", "v3"});
   ASSERT_NO_FATAL_FAILURE(WaitLoadSees("v3"));
@@ -758,7 +625,7 @@ TEST_F(Deploy, SessionCheckNeedsStateBothReleasesShare) {
   EXPECT_EQ(file.exit_code, 0) << file.out;
   EXPECT_NE(file.out.find("session: passed"), std::string::npos) << file.out;
   EXPECT_EQ(load.by_body.count("v2"), 0u) << load.ToString();
-  EXPECT_EQ(Get(daemon_->port()), "v3");
+  EXPECT_EQ(GetText(daemon_->port()), "v3");
 
   json history = History();
   ASSERT_EQ(history["deployments"].size(), 3u) << history.dump(2);
@@ -800,7 +667,7 @@ TEST_F(Deploy, SecondDeploymentWhileOneRunsIsRefused) {
   ASSERT_NO_FATAL_FAILURE(WaitLoadSees("v2"));
   LoadSummary load = StopLoadExpectClean();
   EXPECT_EQ(load.by_body.count("v3"), 0u) << load.ToString();
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   json history = History();
   ASSERT_EQ(history["deployments"].size(), 2u) << history.dump(2);
 }
@@ -928,7 +795,7 @@ TEST_F(Deploy, BadInputIsRefusedWithoutTouchingAnything) {
   StopLoadExpectClean();
   json history = History();
   ASSERT_EQ(history["deployments"].size(), 1u) << history.dump(2);
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   EXPECT_TRUE(ServiceJson()["deployment"].is_null());
 }
 
@@ -956,8 +823,8 @@ TEST_F(Deploy, PreviewTokenGuardsTheIdleColorAndNeverReachesTheApp) {
   EXPECT_EQ(wrong->body.find(kPreviewToken), std::string::npos) << wrong->body;
 
   const HeaderList token = {{"X-Cutover-Preview-Token", std::string(kPreviewToken)}};
-  EXPECT_EQ(Get(preview, "/", token), "v1");
-  std::string echoed = Get(preview, "/headers", token);
+  EXPECT_EQ(GetText(preview, "/", token), "v1");
+  std::string echoed = GetText(preview, "/headers", token);
   EXPECT_NE(echoed.find("GET /headers HTTP/1.1"), std::string::npos) << echoed;
   std::string lower = echoed;
   std::transform(lower.begin(), lower.end(), lower.begin(),
@@ -965,7 +832,7 @@ TEST_F(Deploy, PreviewTokenGuardsTheIdleColorAndNeverReachesTheApp) {
   EXPECT_EQ(lower.find("x-cutover-preview-token"), std::string::npos) << echoed;
   EXPECT_EQ(echoed.find(kPreviewToken), std::string::npos) << echoed;
   // The main listener needs no token.
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
 }
 
 }  // namespace

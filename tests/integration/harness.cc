@@ -4,10 +4,16 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 
 #include "support/net.h"
 #include "support/raw_http.h"
@@ -127,6 +133,12 @@ std::string ShellQuote(std::string_view s) {
 
 }  // namespace
 
+nlohmann::json Daemon::GetJson(std::string_view path) const {
+  auto r = Api("GET", path);
+  if (!r || r->status != 200) return nullptr;
+  return nlohmann::json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+}
+
 CliResult Daemon::Cli(const std::vector<std::string>& args) const {
   // Bounded, so that a CLI that hangs fails the test instead of stalling it.
   std::string cmd =
@@ -239,6 +251,111 @@ std::vector<std::pair<uint16_t, pid_t>> StartedInstances(const std::string& logs
       out.emplace_back(static_cast<uint16_t>(std::stoi((*it)[1])),
                        static_cast<pid_t>(std::stol((*it)[2])));
     }
+  }
+  return out;
+}
+
+std::string GetText(uint16_t port, std::string_view target, const HeaderList& headers) {
+  auto r =
+      HttpGet("127.0.0.1", port, target, "localhost", headers, DeadlineIn(std::chrono::seconds(5)));
+  if (!r) return "error: " + r.error().message;
+  if (r->status != 200) return "status " + std::to_string(r->status) + ": " + r->body;
+  return r->body;
+}
+
+bool PortRefuses(uint16_t port) {
+  return !ConnectTcp("127.0.0.1", port, DeadlineIn(std::chrono::milliseconds(500))).has_value();
+}
+
+bool ProcessGone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+nlohmann::json ParseJson(std::string_view text) {
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+bool Contains(std::string_view text, std::string_view what) {
+  return text.find(what) != std::string_view::npos;
+}
+
+const nlohmann::json* Step(const nlohmann::json& deployment, std::string_view name) {
+  if (!deployment.is_object() || !deployment.contains("steps")) return nullptr;
+  for (const nlohmann::json& step : deployment["steps"]) {
+    if (step.value("name", "") == name) return &step;
+  }
+  return nullptr;
+}
+
+std::string StepOutcome(const nlohmann::json& deployment, std::string_view name) {
+  const nlohmann::json* step = Step(deployment, name);
+  return step == nullptr ? "(no step " + std::string(name) + ")" : step->value("outcome", "");
+}
+
+std::string StepMessage(const nlohmann::json& deployment, std::string_view name) {
+  const nlohmann::json* step = Step(deployment, name);
+  return step == nullptr ? std::string() : step->value("message", "");
+}
+
+CliResult RunCutoverIn(const TempDir& dir, const std::vector<std::string>& args) {
+  static std::atomic<int> counter{0};
+  const std::string out = dir.File("cli-" + std::to_string(++counter) + ".out");
+  ChildOptions o;
+  o.argv = {CutoverBinary()};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.unset_env = {"CUTOVER_CONTROL", "CUTOVER_CONFIG"};
+  o.working_dir = dir.path();
+  o.output_file = out;
+  CliResult r;
+  auto child = ChildProcess::Spawn(o);
+  if (!child) {
+    r.out = child.error().message;
+    return r;
+  }
+  std::optional<ExitStatus> status = child->Wait(DeadlineIn(std::chrono::seconds(60)));
+  if (!status) child->Kill();
+  r.out = child->Output();
+  if (status && status->code) r.exit_code = *status->code;
+  return r;
+}
+
+std::vector<MetricSample> ParseMetrics(std::string_view text) {
+  static const std::regex kLine(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$)");
+  static const std::regex kLabel(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)")re");
+  std::vector<MetricSample> out;
+  std::istringstream in{std::string(text)};
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (line.empty() || line[0] == '#' || !std::regex_match(line, m, kLine)) continue;
+    MetricSample s;
+    s.name = m[1];
+    const std::string labels = m[3];
+    for (std::sregex_iterator it(labels.begin(), labels.end(), kLabel), end; it != end; ++it) {
+      s.labels[(*it)[1]] = (*it)[2];
+    }
+    s.value = m[4] == "+Inf" ? 1e300 : std::strtod(m[4].str().c_str(), nullptr);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<MetricSample> MatchingMetrics(const std::vector<MetricSample>& samples,
+                                          std::string_view name,
+                                          const std::map<std::string, std::string>& labels) {
+  std::vector<MetricSample> out;
+  for (const MetricSample& s : samples) {
+    if (s.name != name) continue;
+    bool match = true;
+    for (const auto& [k, v] : labels) {
+      auto it = s.labels.find(k);
+      match = match && it != s.labels.end() && it->second == v;
+    }
+    if (match) out.push_back(s);
   }
   return out;
 }

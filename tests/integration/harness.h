@@ -7,15 +7,19 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "api/client.h"
 #include "common/error.h"
 #include "support/child_process.h"
+#include "support/raw_http.h"
 #include "support/temp_dir.h"
 
 namespace cutover::test {
@@ -65,6 +69,8 @@ class Daemon {
   // One call to the control API.
   Result<ApiResponse> Api(std::string_view method, std::string_view path,
                           std::string_view body = {}) const;
+  // GET `path` from the control API as JSON; null unless it answered 200.
+  nlohmann::json GetJson(std::string_view path) const;
   // Runs `cutover ARGS...` with CUTOVER_CONTROL set to this daemon; one that
   // runs over 60 s is killed.
   CliResult Cli(const std::vector<std::string>& args) const;
@@ -114,6 +120,48 @@ struct TwoColorStack {
 Status StartTwoColors(std::string_view prefix,
                       const std::function<std::string(const Backend&, const Backend&)>& config,
                       TwoColorStack& out);
+
+// One GET through a listener on 127.0.0.1 (Host: localhost): the body, or
+// "status N: body", or "error: ..." when nothing came back within 5 s.
+std::string GetText(uint16_t port, std::string_view target = "/", const HeaderList& headers = {});
+
+// True when nothing accepts a connection on 127.0.0.1:port.
+bool PortRefuses(uint16_t port);
+
+// Whether `pid` is gone (a zombie nobody reaped counts as gone: it runs no
+// code).
+bool ProcessGone(pid_t pid);
+
+// `text` as JSON; a discarded value (is_discarded()) when it is not.
+nlohmann::json ParseJson(std::string_view text);
+
+// True when `text` holds `what`.
+bool Contains(std::string_view text, std::string_view what);
+
+// Step `name` of a deployment's JSON, or nullptr; its outcome ("(no step
+// NAME)" when missing) and message ("" when missing).
+const nlohmann::json* Step(const nlohmann::json& deployment, std::string_view name);
+std::string StepOutcome(const nlohmann::json& deployment, std::string_view name);
+std::string StepMessage(const nlohmann::json& deployment, std::string_view name);
+
+// `cutover ARGS...` without a daemon (validate, migrate), in `dir`, with
+// neither CUTOVER_CONTROL nor CUTOVER_CONFIG set; stdout and stderr
+// together; one that runs over 60 s is killed.
+CliResult RunCutoverIn(const TempDir& dir, const std::vector<std::string>& args);
+
+// One sample of a Prometheus text exposition.
+struct MetricSample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;  // +Inf reads as 1e300
+};
+
+std::vector<MetricSample> ParseMetrics(std::string_view text);
+
+// The samples named `name` whose labels include `labels`.
+std::vector<MetricSample> MatchingMetrics(const std::vector<MetricSample>& samples,
+                                          std::string_view name,
+                                          const std::map<std::string, std::string>& labels);
 
 // Every instance the process driver started under the log folder `logs`,
 // from the header line of each log file: (port, pid), one entry per start.

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon_fixture.h"
 #include "harness.h"
 #include "support/child_process.h"
 #include "support/load_generator.h"
@@ -58,8 +59,6 @@ constexpr std::string_view kFillNote = "20260102000001_fill_note.backfill.sql";
 constexpr std::string_view kDropLegacy = "20260102000002_drop_legacy.contract.sql";
 constexpr std::string_view kDropLegacyVersion = "20260102000002";
 
-json ParseJson(std::string_view text) { return json::parse(text, nullptr, false); }
-
 // The last line of `text` that holds one JSON object (progress lines of
 // `cutover migrate` may come before it).
 json LastJsonLine(const std::string& text) {
@@ -80,70 +79,6 @@ testing::AssertionResult Has(std::string_view text, std::string_view want) {
   return testing::AssertionFailure() << "\"" << want << "\" not in:\n" << text;
 }
 
-// One GET through a listener; the body, or "status N: body", or the error.
-std::string Get(uint16_t port, std::string_view target = "/") {
-  auto r = HttpGet("127.0.0.1", port, target, "localhost", {}, DeadlineIn(seconds(5)));
-  if (!r) return "error: " + r.error().message;
-  if (r->status != 200) return "status " + std::to_string(r->status) + ": " + r->body;
-  return r->body;
-}
-
-bool Refuses(uint16_t port) {
-  return !ConnectTcp("127.0.0.1", port, DeadlineIn(milliseconds(500))).has_value();
-}
-
-// Whether `pid` is gone (a zombie nobody reaped counts as gone).
-bool ProcessGone(pid_t pid) {
-  if (::kill(pid, 0) != 0) return errno == ESRCH;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return true;
-  size_t paren = line.rfind(')');
-  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
-}
-
-const json* Step(const json& deployment, std::string_view name) {
-  if (!deployment.is_object() || !deployment.contains("steps")) return nullptr;
-  for (const json& step : deployment["steps"]) {
-    if (step["name"] == name) return &step;
-  }
-  return nullptr;
-}
-
-std::string StepOutcome(const json& deployment, std::string_view name) {
-  const json* step = Step(deployment, name);
-  return step == nullptr ? "(no step " + std::string(name) + ")" : step->value("outcome", "");
-}
-
-std::string StepMessage(const json& deployment, std::string_view name) {
-  const json* step = Step(deployment, name);
-  return step == nullptr ? "" : step->value("message", "");
-}
-
-// `cutover ARGS...` without a daemon (the migrate commands talk to the
-// database directly), stdout and stderr together, bounded in time.
-CliResult RunCutover(const TempDir& dir, const std::vector<std::string>& args) {
-  static std::atomic<int> counter{0};
-  const std::string out = dir.File("cli-" + std::to_string(++counter) + ".out");
-  ChildOptions o;
-  o.argv = {CutoverBinary()};
-  o.argv.insert(o.argv.end(), args.begin(), args.end());
-  o.unset_env = {"CUTOVER_CONTROL", "CUTOVER_CONFIG"};
-  o.working_dir = dir.path();
-  o.output_file = out;
-  CliResult r;
-  auto child = ChildProcess::Spawn(o);
-  if (!child) {
-    r.out = child.error().message;
-    return r;
-  }
-  std::optional<ExitStatus> status = child->Wait(DeadlineIn(seconds(60)));
-  if (!status) child->Kill();
-  r.out = child->Output();
-  if (status && status->code) r.exit_code = *status->code;
-  return r;
-}
-
 // How the service "web" is run in one test.
 struct WebService {
   std::string command;  // the process driver's command
@@ -157,21 +92,19 @@ struct WebService {
 
 // A daemon (and a database) in its own folder; the fixture stops the daemon
 // cleanly at the end and then proves that no instance it started still runs.
-class Migrations : public testing::Test {
+class Migrations : public DaemonFixture {
  protected:
+  Migrations() : DaemonFixture("cutover-migrate") {}
+
   void SetUp() override {
-    auto dir = TempDir::Create("cutover-migrate");
-    ASSERT_TRUE(dir) << dir.error().message;
-    dir_.emplace(std::move(*dir));
+    DaemonFixture::SetUp();
     std::filesystem::create_directories(MigrationsDir());
   }
 
   void TearDown() override {
-    if (load_) load_->Stop();
-    if (!daemon_) return;
-    std::optional<int> code = daemon_->Stop();
-    EXPECT_EQ(code, std::optional<int>(0)) << "the daemon did not stop cleanly; its output:\n"
-                                           << daemon_->process().Output();
+    const bool stopped = daemon_ != nullptr;
+    DaemonFixture::TearDown();
+    if (!stopped) return;
     for (const auto& [port, pid] : Instances()) {
       EXPECT_TRUE(WaitUntil([&] { return ProcessGone(pid); }, DeadlineIn(seconds(5))))
           << "instance pid " << pid << " (port " << port << ") outlived the daemon";
@@ -255,18 +188,6 @@ class Migrations : public testing::Test {
 
   CliResult Cli(const std::vector<std::string>& args) const { return daemon_->Cli(args); }
 
-  json ServiceJson() const {
-    auto r = daemon_->Api("GET", "/v1/services/web");
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
-
-  json DeploymentJson(int64_t id) const {
-    auto r = daemon_->Api("GET", "/v1/services/web/deployments/" + std::to_string(id));
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
-
   // The newest deployment of web.
   json Newest() const {
     auto r = daemon_->Api("GET", "/v1/services/web/deployments");
@@ -274,33 +195,6 @@ class Migrations : public testing::Test {
     json list = ParseJson(r->body);
     if (!list.is_object() || list["deployments"].empty()) return nullptr;
     return list["deployments"][0];
-  }
-
-  // Waits until step `name` of deployment `id` has `outcome`; the deployment.
-  json WaitStep(int64_t id, std::string_view name, std::string_view outcome,
-                seconds timeout = seconds(20)) const {
-    json last;
-    bool ok = WaitUntil(
-        [&] {
-          last = DeploymentJson(id);
-          return StepOutcome(last, name) == outcome;
-        },
-        DeadlineIn(timeout), milliseconds(20));
-    EXPECT_TRUE(ok) << "step " << name << " of deployment " << id << " never became " << outcome
-                    << ": " << last.dump(2);
-    return last;
-  }
-
-  json WaitFinished(int64_t id) const {
-    json last;
-    bool ok = WaitUntil(
-        [&] {
-          last = DeploymentJson(id);
-          return last.is_object() && last["outcome"] != "running";
-        },
-        DeadlineIn(seconds(20)), milliseconds(20));
-    EXPECT_TRUE(ok) << "deployment " << id << " never finished: " << last.dump(2);
-    return last;
   }
 
   // `cutover deploy web --release R --detach`; the deployment's id.
@@ -332,34 +226,8 @@ class Migrations : public testing::Test {
       EXPECT_EQ(p.exit_code, 0) << p.out;
       EXPECT_EQ(WaitFinished(id)["outcome"], "succeeded");
     }
-    EXPECT_EQ(Get(daemon_->port()), release);
+    EXPECT_EQ(GetText(daemon_->port()), release);
     return id;
-  }
-
-  // Constant load on the main listener, as production traffic would be.
-  void StartLoad() {
-    LoadOptions options;
-    options.port = daemon_->port();
-    options.connections = 6;
-    options.pause = milliseconds(2);
-    load_ = LoadGenerator::Start(options);
-    ASSERT_TRUE(load_->WaitForCompleted(50, DeadlineIn(seconds(10))))
-        << load_->Snapshot().ToString();
-  }
-
-  void WaitLoadSees(const std::string& body) {
-    ASSERT_TRUE(
-        WaitUntil([&] { return load_->Snapshot().by_body[body] > 20; }, DeadlineIn(seconds(10))))
-        << load_->Snapshot().ToString();
-  }
-
-  // Stops the load and asserts that not one request failed.
-  LoadSummary StopLoadExpectClean() {
-    LoadSummary s = load_->Stop();
-    EXPECT_GT(s.responses, 0u) << s.ToString();
-    EXPECT_EQ(s.errors, 0u) << "requests failed: " << s.ToString();
-    EXPECT_EQ(s.non_2xx, 0u) << "requests failed: " << s.ToString();
-    return s;
   }
 
   // Every instance the daemon started, from the headers of their log files:
@@ -434,11 +302,8 @@ class Migrations : public testing::Test {
     return Newest();
   }
 
-  std::optional<TempDir> dir_;
   std::string db_url_;
   std::optional<PgSession> pg_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<LoadGenerator> load_;
 };
 
 #define USE_POSTGRES()               \
@@ -514,7 +379,7 @@ TEST_F(Migrations, ExpandBeforeTheCandidateBackfillAfterTheSwitchContractAfterTh
                                              "contract"}));
   EXPECT_EQ(ServiceJson()["colors"]["blue"]["state"], "stopped") << ServiceJson().dump(2);
   for (uint16_t port : v1_ports) {
-    EXPECT_TRUE(WaitUntil([&] { return Refuses(port); }, DeadlineIn(seconds(5))))
+    EXPECT_TRUE(WaitUntil([&] { return PortRefuses(port); }, DeadlineIn(seconds(5))))
         << "v1 still listens on " << port;
   }
   contract = HistoryRow(kDropLegacyVersion);
@@ -522,7 +387,7 @@ TEST_F(Migrations, ExpandBeforeTheCandidateBackfillAfterTheSwitchContractAfterTh
   EXPECT_EQ(contract[0], "succeeded");
   EXPECT_EQ(contract[1], "v2");
   EXPECT_FALSE(HasColumn("items", "legacy"));
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   LoadSummary load = StopLoadExpectClean();
   EXPECT_GT(load.by_body["v1"], 0u) << load.ToString();
 }
@@ -545,7 +410,7 @@ TEST_F(Migrations, RollbackPastAContractIsRefusedUnlessForced) {
   EXPECT_TRUE(Has(refused.out, "(for release v2)"));
   EXPECT_TRUE(Has(refused.out, "v1 only knows migrations up to 20260101000000"));
   EXPECT_TRUE(Has(refused.out, "cutover rollback web --force"));
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   json attempt = Newest();
   EXPECT_EQ(attempt["release"], "v1") << attempt.dump(2);
   EXPECT_EQ(attempt["outcome"], "failed") << attempt.dump(2);
@@ -556,7 +421,7 @@ TEST_F(Migrations, RollbackPastAContractIsRefusedUnlessForced) {
   CliResult forced = Cli({"rollback", "web", "--force"});
   EXPECT_EQ(forced.exit_code, 0) << forced.out;
   EXPECT_TRUE(Has(forced.out, "v1 had been stopped; started it again"));
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   ASSERT_NO_FATAL_FAILURE(WaitLoadSees("v1"));
   json back = Newest();
   EXPECT_EQ(back["outcome"], "succeeded") << back.dump(2);
@@ -591,7 +456,7 @@ TEST_F(Migrations, ContractCommandEndsTheWindowNowButNotDuringADeployment) {
 
   ASSERT_EQ(Cli({"promote", "web"}).exit_code, 0);
   ASSERT_EQ(WaitFinished(id)["outcome"], "succeeded");
-  ASSERT_EQ(Get(daemon_->port()), "v2");
+  ASSERT_EQ(GetText(daemon_->port()), "v2");
   const std::vector<uint16_t> v1_ports = Ports("blue");
   ASSERT_EQ(v1_ports.size(), 1u);
   ASSERT_NO_FATAL_FAILURE(StartLoad());
@@ -605,7 +470,7 @@ TEST_F(Migrations, ContractCommandEndsTheWindowNowButNotDuringADeployment) {
   json service = ParseJson(status.out);
   EXPECT_EQ(service["colors"]["blue"]["state"], "stopped") << status.out;
   EXPECT_EQ(service["colors"]["blue"]["release"], "v1") << status.out;
-  EXPECT_TRUE(WaitUntil([&] { return Refuses(v1_ports[0]); }, DeadlineIn(seconds(5))))
+  EXPECT_TRUE(WaitUntil([&] { return PortRefuses(v1_ports[0]); }, DeadlineIn(seconds(5))))
       << "v1 still listens on " << v1_ports[0];
   std::vector<std::string> row = HistoryRow(kDropLegacyVersion);
   ASSERT_EQ(row.size(), 5u);
@@ -618,7 +483,7 @@ TEST_F(Migrations, ContractCommandEndsTheWindowNowButNotDuringADeployment) {
   CliResult again = Cli({"contract", "web"});
   EXPECT_EQ(again.exit_code, 0) << again.out;
   EXPECT_TRUE(Has(again.out, "web: no contract migrations to run"));
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   StopLoadExpectClean();
 }
 
@@ -631,7 +496,7 @@ TEST_F(Migrations, VerifyLiveCatchesTheLiveReleaseBreakingOnTheExpandedSchema) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon(web));
   WriteMigration(kCreateItems, kCreateItemsSql);
   ASSERT_GT(DeployLive("v1"), 0);
-  ASSERT_EQ(Get(daemon_->port(), "/db"), "rows 2");
+  ASSERT_EQ(GetText(daemon_->port(), "/db"), "rows 2");
   ASSERT_NO_FATAL_FAILURE(StartLoad());
 
   WriteMigration(kAddNote, "ALTER TABLE items ADD COLUMN note text;\n");
@@ -655,11 +520,11 @@ TEST_F(Migrations, VerifyLiveCatchesTheLiveReleaseBreakingOnTheExpandedSchema) {
   EXPECT_NE(service["colors"]["green"]["state"], "running") << service.dump(2);
   EXPECT_TRUE(service["colors"]["green"]["targets"].empty()) << service.dump(2);
   // What verify-live saw, the users of v1 see too; the expand stays applied.
-  EXPECT_TRUE(Has(Get(daemon_->port(), "/db"), "cached plan must not change result type"));
+  EXPECT_TRUE(Has(GetText(daemon_->port(), "/db"), "cached plan must not change result type"));
   std::vector<std::string> expand = HistoryRow(kAddNoteVersion);
   ASSERT_EQ(expand.size(), 5u);
   EXPECT_EQ(expand[0], "succeeded");
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
   LoadSummary load = StopLoadExpectClean();
   EXPECT_EQ(load.by_body.size(), 1u) << load.ToString();
 }
@@ -685,7 +550,7 @@ TEST_F(Migrations, LintErrorStopsTheDeploymentBeforeAnythingRunsUntilAllowed) {
   EXPECT_FALSE(EverStarted("v2"));
   EXPECT_TRUE(HistoryRow("20260102000000").empty());
   EXPECT_TRUE(HasColumn("items", "legacy"));
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
 
   WriteMigration(file,
                  "-- cutover: allow drop-column because no release reads legacy any more\n"
@@ -726,7 +591,7 @@ TEST_F(Migrations, FailingExpandFileStopsTheDeploymentAndTheNextOneResumesThere)
   EXPECT_TRUE(Has(row[3], std::string(kAddNote) + ":2: "));
   // The file ran in a transaction: its first statement is gone too.
   EXPECT_FALSE(HasColumn("items", "note"));
-  EXPECT_EQ(Get(daemon_->port()), "v1");
+  EXPECT_EQ(GetText(daemon_->port()), "v1");
 
   WriteMigration(kAddNote,
                  "ALTER TABLE items ADD COLUMN note text;\n"
@@ -759,7 +624,7 @@ TEST_F(Migrations, MigrateCommandsReadTheServiceConfig) {
     std::vector<std::string> args = {"migrate", std::move(action)};
     args.insert(args.end(), service.begin(), service.end());
     args.insert(args.end(), extra.begin(), extra.end());
-    return RunCutover(*dir_, args);
+    return RunCutoverIn(*dir_, args);
   };
 
   CliResult status = migrate("status", {"--json"});

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon_fixture.h"
 #include "harness.h"
 #include "support/load_generator.h"
 #include "support/net.h"
@@ -44,16 +45,10 @@ using std::chrono::seconds;
 
 constexpr std::string_view kMetricsToken = "observe-metrics-0123456789abcdef";
 
-json ParseJson(std::string_view text) { return json::parse(text, nullptr, false); }
-
 int64_t UnixMs() {
   return std::chrono::duration_cast<milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool Contains(std::string_view text, std::string_view what) {
-  return text.find(what) != std::string_view::npos;
 }
 
 // The first line of `text` that starts with `prefix`; empty when none does.
@@ -65,110 +60,12 @@ std::string LineStartingWith(const std::string& text, std::string_view prefix) {
   return {};
 }
 
-// One GET / through a listener; the body, or "status N: body", or the error.
-std::string Get(uint16_t port) {
-  auto r = HttpGet("127.0.0.1", port, "/", "localhost", {}, DeadlineIn(seconds(5)));
-  if (!r) return "error: " + r.error().message;
-  if (r->status != 200) return "status " + std::to_string(r->status) + ": " + r->body;
-  return r->body;
-}
-
-const json* Step(const json& deployment, std::string_view name) {
-  if (!deployment.is_object() || !deployment.contains("steps")) return nullptr;
-  for (const json& step : deployment["steps"]) {
-    if (step["name"] == name) return &step;
-  }
-  return nullptr;
-}
-
-std::string StepMessage(const json& deployment, std::string_view name) {
-  const json* step = Step(deployment, name);
-  return step == nullptr ? std::string() : (*step)["message"].get<std::string>();
-}
-
 // How long step `name` of `deployment` took, in ms; -1 when it has not ended.
 int64_t StepMillis(const json& deployment, std::string_view name) {
   const json* step = Step(deployment, name);
   if (step == nullptr || (*step)["finished_unix_ms"].get<int64_t>() == 0) return -1;
   return (*step)["finished_unix_ms"].get<int64_t>() - (*step)["started_unix_ms"].get<int64_t>();
 }
-
-// One sample of the Prometheus text format.
-struct MetricSample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-
-std::vector<MetricSample> ParseMetrics(const std::string& text) {
-  static const std::regex kLine(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$)");
-  static const std::regex kLabel(R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)")re");
-  std::vector<MetricSample> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (line.empty() || line[0] == '#' || !std::regex_match(line, m, kLine)) continue;
-    MetricSample s;
-    s.name = m[1];
-    const std::string labels = m[3];
-    for (std::sregex_iterator it(labels.begin(), labels.end(), kLabel), end; it != end; ++it) {
-      s.labels[(*it)[1]] = (*it)[2];
-    }
-    s.value = m[4] == "+Inf" ? 1e300 : std::strtod(m[4].str().c_str(), nullptr);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
-// The samples named `name` whose labels include `labels`.
-std::vector<MetricSample> Matching(const std::vector<MetricSample>& samples, std::string_view name,
-                                   const std::map<std::string, std::string>& labels) {
-  std::vector<MetricSample> out;
-  for (const MetricSample& s : samples) {
-    if (s.name != name) continue;
-    bool match = true;
-    for (const auto& [k, v] : labels) {
-      auto it = s.labels.find(k);
-      match = match && it != s.labels.end() && it->second == v;
-    }
-    if (match) out.push_back(s);
-  }
-  return out;
-}
-
-// `cutover ARGS...` without a daemon (for validate): exit code and output.
-CliResult RunCutoverAlone(const std::vector<std::string>& args) {
-  std::string cmd = "env -u CUTOVER_CONTROL timeout -k 5 60 '" + CutoverBinary() + "'";
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  CliResult r;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (f == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(f);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-// A CLI run on its own thread, for a deployment the test acts on meanwhile.
-class BackgroundCli {
- public:
-  BackgroundCli(const Daemon& daemon, std::vector<std::string> args)
-      : thread_([this, &daemon, args = std::move(args)] { result_ = daemon.Cli(args); }) {}
-  ~BackgroundCli() {
-    if (thread_.joinable()) thread_.join();
-  }
-  CliResult Join() {
-    if (thread_.joinable()) thread_.join();
-    return result_;
-  }
-
- private:
-  CliResult result_;
-  std::thread thread_;
-};
 
 // The observe block of the service "web". Short windows keep the tests fast;
 // the load below gives well over min_requests per interval.
@@ -186,21 +83,9 @@ constexpr int64_t kWindowMs = 4000;  // ObserveOptions::window
 // writes it.
 constexpr std::string_view kErrorRateBreach = "> max_error_rate 5%";
 
-class Observe : public ::testing::Test {
+class Observe : public DaemonFixture {
  protected:
-  void SetUp() override {
-    auto dir = TempDir::Create("cutover-observe");
-    ASSERT_TRUE(dir) << dir.error().message;
-    dir_.emplace(std::move(*dir));
-  }
-
-  void TearDown() override {
-    if (load_) load_->Stop();
-    if (!daemon_) return;
-    std::optional<int> code = daemon_->Stop();
-    EXPECT_EQ(code, std::optional<int>(0)) << "the daemon did not stop cleanly; its output:\n"
-                                           << daemon_->process().Output();
-  }
+  Observe() : DaemonFixture("cutover-observe") {}
 
   // The command that serves GET / with the release label, plus `extra` flags.
   static std::string AppCommand(std::string_view extra = "") {
@@ -243,7 +128,7 @@ class Observe : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.out << "\ndaemon:\n" << daemon_->process().Output();
     EXPECT_TRUE(Contains(LineStartingWith(r.out, "[--] observe"), "nothing to go back to"))
         << r.out;
-    ASSERT_EQ(Get(daemon_->port()), "v1");
+    ASSERT_EQ(GetText(daemon_->port()), "v1");
   }
 
   // `cutover deploy web --release v2 --command APP EXTRA`.
@@ -253,38 +138,16 @@ class Observe : public ::testing::Test {
 
   // Constant load on the main listener: 4 connections with a short pause
   // give a few hundred requests a second, far above min_requests per
-  // interval, without starving two shared cores.
-  void StartLoad(bool keep_samples = false, int connections = 4,
-                 milliseconds pause = milliseconds(5)) {
-    LoadOptions options;
-    options.port = daemon_->port();
-    options.host_header = "localhost";
-    options.connections = connections;
-    options.pause = pause;
-    options.keep_samples = keep_samples;
-    load_ = LoadGenerator::Start(options);
-    // Enough traffic before the deploy that the previous release has
-    // figures over a whole interval before the switch.
-    ASSERT_TRUE(load_->WaitForCompleted(200, DeadlineIn(seconds(10))))
-        << load_->Snapshot().ToString();
+  // interval, without starving two shared cores; enough traffic before the
+  // deploy that the previous release has figures over a whole interval.
+  static LoadShape SteadyLoad(milliseconds pause = milliseconds(5), bool keep_samples = false) {
+    return {.connections = 4, .pause = pause, .first = 200, .keep_samples = keep_samples};
   }
 
   // Lets at least `n` more requests through the load.
   void MoreTraffic(uint64_t n = 200) {
     EXPECT_TRUE(load_->WaitForCompleted(load_->Completed() + n, DeadlineIn(seconds(10))))
         << load_->Snapshot().ToString();
-  }
-
-  json ServiceJson() const {
-    auto r = daemon_->Api("GET", "/v1/services/web");
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
-
-  json DeploymentJson(int64_t id) const {
-    auto r = daemon_->Api("GET", "/v1/services/web/deployments/" + std::to_string(id));
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
   }
 
   // The newest deployment, as `cutover history web --json` shows it.
@@ -345,7 +208,7 @@ class Observe : public ::testing::Test {
   // The service switched back: live is blue with v1, and the rejected v2
   // stays on green for a look at it.
   void ExpectSwitchedBack() {
-    EXPECT_EQ(Get(daemon_->port()), "v1");
+    EXPECT_EQ(GetText(daemon_->port()), "v1");
     json s = ServiceJson();
     EXPECT_EQ(s["live"], "blue") << s.dump(2);
     EXPECT_EQ(s["colors"]["blue"]["release"], "v1") << s.dump(2);
@@ -353,25 +216,12 @@ class Observe : public ::testing::Test {
     EXPECT_EQ(s["colors"]["green"]["state"], "running") << s.dump(2);
     EXPECT_TRUE(s["deployment"].is_null()) << s.dump(2);
   }
-
-  // Stops the load and asserts that not one request failed.
-  LoadSummary StopLoadExpectClean() {
-    LoadSummary s = load_->Stop();
-    EXPECT_GT(s.responses, 0u) << s.ToString();
-    EXPECT_EQ(s.errors, 0u) << s.ToString();
-    EXPECT_EQ(s.non_2xx, 0u) << s.ToString();
-    return s;
-  }
-
-  std::optional<TempDir> dir_;
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<LoadGenerator> load_;
 };
 
 TEST_F(Observe, ErrorRateOverTheThresholdSwitchesBackWithinTheWindow) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon());
   ASSERT_NO_FATAL_FAILURE(DeployFirst());
-  ASSERT_NO_FATAL_FAILURE(StartLoad(/*keep_samples=*/true));
+  ASSERT_NO_FATAL_FAILURE(StartLoad(SteadyLoad(milliseconds(5), /*keep_samples=*/true)));
 
   // v2 answers 500 on every tenth request once it takes the traffic.
   CliResult r = Cli(DeployArgs("--fail-every 10"));
@@ -438,7 +288,7 @@ TEST_F(Observe, P99FarAboveThePreviousReleaseSwitchesBack) {
   ASSERT_NO_FATAL_FAILURE(DeployFirst());
   // Lighter load: v1's tail stays that of the app, not of busy cores, and
   // v2 still gets enough requests a second.
-  ASSERT_NO_FATAL_FAILURE(StartLoad(/*keep_samples=*/false, 4, milliseconds(10)));
+  ASSERT_NO_FATAL_FAILURE(StartLoad(SteadyLoad(milliseconds(10))));
 
   // v1 answers at once; v2 takes 150ms over every request, far above what
   // a busy machine adds to v1's tail.
@@ -468,7 +318,7 @@ TEST_F(Observe, HealthyReleaseIsKeptAfterTheWindow) {
   ASSERT_NO_FATAL_FAILURE(
       StartDaemon({.thresholds = {"max_error_rate: 5%", "max_error_rate_increase: 2%"}}));
   ASSERT_NO_FATAL_FAILURE(DeployFirst());
-  ASSERT_NO_FATAL_FAILURE(StartLoad());
+  ASSERT_NO_FATAL_FAILURE(StartLoad(SteadyLoad()));
 
   CliResult r = Cli(DeployArgs());
   EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -483,7 +333,7 @@ TEST_F(Observe, HealthyReleaseIsKeptAfterTheWindow) {
       << r.out;
   EXPECT_FALSE(LineStartingWith(r.out, "== v2 succeeded: v2 is live on green").empty()) << r.out;
 
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   MoreTraffic();
   LoadSummary load = StopLoadExpectClean();
   EXPECT_GT(load.by_body["v1"], 0u) << load.ToString();
@@ -514,7 +364,7 @@ TEST_F(Observe, TooLittleTrafficWithPromoteKeepsTheRelease) {
   const std::string message = StepMessage(d, "observe");
   EXPECT_TRUE(Contains(message, "inconclusive")) << message;
   EXPECT_TRUE(Contains(message, "on_inconclusive: promote")) << message;
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
 }
 
 TEST_F(Observe, TooLittleTrafficWithRollbackSwitchesBack) {
@@ -562,7 +412,7 @@ TEST_F(Observe, TooLittleTrafficWithWaitKeepsWatchingUntilPromoted) {
   EXPECT_TRUE(Contains(StepMessage(d, "observe"), "inconclusive: 0 request(s) in ")) << d.dump(2);
   json s = ServiceJson();
   EXPECT_EQ(s["live"], "green") << s.dump(2);
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
 
   CliResult p = Cli({"promote", "web"});
   EXPECT_EQ(p.exit_code, 0) << p.out;
@@ -570,14 +420,14 @@ TEST_F(Observe, TooLittleTrafficWithWaitKeepsWatchingUntilPromoted) {
   EXPECT_EQ(d["outcome"], "succeeded") << d.dump(2);
   EXPECT_EQ((*Step(d, "observe"))["outcome"], "ok") << d.dump(2);
   EXPECT_TRUE(Contains(StepMessage(d, "observe"), "promoted while observing")) << d.dump(2);
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
   EXPECT_EQ(ServiceJson()["live"], "green");
 }
 
 TEST_F(Observe, AbortWhileObservingSwitchesBack) {
   ASSERT_NO_FATAL_FAILURE(StartDaemon({.window = "60s"}));
   ASSERT_NO_FATAL_FAILURE(DeployFirst());
-  ASSERT_NO_FATAL_FAILURE(StartLoad());
+  ASSERT_NO_FATAL_FAILURE(StartLoad(SteadyLoad()));
 
   BackgroundCli deploy(*daemon_, DeployArgs());
   int64_t id = -1;
@@ -591,7 +441,7 @@ TEST_F(Observe, AbortWhileObservingSwitchesBack) {
       },
       DeadlineIn(seconds(20))));
   WaitObserving(id);
-  EXPECT_EQ(Get(daemon_->port()), "v2");
+  EXPECT_EQ(GetText(daemon_->port()), "v2");
 
   CliResult a = Cli({"abort", "web"});
   EXPECT_EQ(a.exit_code, 0) << a.out;
@@ -619,7 +469,7 @@ TEST_F(Observe, StatusAndMetricsShowEachColorsFigures) {
       StartDaemon({}, "metrics_listen: 127.0.0.1:" + std::to_string(*metrics_port) +
                           "\nmetrics_token: " + std::string(kMetricsToken) + "\n"));
   ASSERT_NO_FATAL_FAILURE(DeployFirst());
-  ASSERT_NO_FATAL_FAILURE(StartLoad());
+  ASSERT_NO_FATAL_FAILURE(StartLoad(SteadyLoad()));
   CliResult r = Cli(DeployArgs());
   ASSERT_EQ(r.exit_code, 0) << r.out;
   MoreTraffic();
@@ -662,30 +512,33 @@ TEST_F(Observe, StatusAndMetricsShowEachColorsFigures) {
       {"service", "web"}, {"color", "green"}, {"release", "v2"}};
   std::map<std::string, std::string> ok = v2;
   ok["class"] = "2xx";
-  std::vector<MetricSample> requests = Matching(m, "cutover_color_requests_total", ok);
+  std::vector<MetricSample> requests = MatchingMetrics(m, "cutover_color_requests_total", ok);
   ASSERT_EQ(requests.size(), 1u) << scraped->body;
   EXPECT_GT(requests[0].value, 0) << scraped->body;
   std::map<std::string, std::string> failed = v2;
   failed["class"] = "5xx";
-  std::vector<MetricSample> errors = Matching(m, "cutover_color_requests_total", failed);
+  std::vector<MetricSample> errors = MatchingMetrics(m, "cutover_color_requests_total", failed);
   ASSERT_EQ(errors.size(), 1u) << scraped->body;
   EXPECT_EQ(errors[0].value, 0) << scraped->body;
   std::vector<MetricSample> buckets =
-      Matching(m, "cutover_color_request_duration_seconds_bucket", v2);
+      MatchingMetrics(m, "cutover_color_request_duration_seconds_bucket", v2);
   EXPECT_GT(buckets.size(), 2u) << scraped->body;
   std::map<std::string, std::string> inf = v2;
   inf["le"] = "+Inf";
-  std::vector<MetricSample> all = Matching(m, "cutover_color_request_duration_seconds_bucket", inf);
+  std::vector<MetricSample> all =
+      MatchingMetrics(m, "cutover_color_request_duration_seconds_bucket", inf);
   ASSERT_EQ(all.size(), 1u) << scraped->body;
   EXPECT_GE(all[0].value, requests[0].value) << scraped->body;
-  std::vector<MetricSample> count = Matching(m, "cutover_color_request_duration_seconds_count", v2);
+  std::vector<MetricSample> count =
+      MatchingMetrics(m, "cutover_color_request_duration_seconds_count", v2);
   ASSERT_EQ(count.size(), 1u) << scraped->body;
   EXPECT_EQ(count[0].value, all[0].value) << scraped->body;
   // The previous release keeps its own series on blue.
-  EXPECT_EQ(Matching(m, "cutover_color_request_duration_seconds_bucket",
-                     {{"service", "web"}, {"color", "blue"}, {"release", "v1"}, {"le", "+Inf"}})
-                .size(),
-            1u)
+  EXPECT_EQ(
+      MatchingMetrics(m, "cutover_color_request_duration_seconds_bucket",
+                      {{"service", "web"}, {"color", "blue"}, {"release", "v1"}, {"le", "+Inf"}})
+          .size(),
+      1u)
       << scraped->body;
   StopLoadExpectClean();
 }
@@ -706,7 +559,7 @@ CliResult ValidateObserve(const TempDir& dir, const std::string& name, const std
       "    observe:\n" +
       observe;
   EXPECT_TRUE(WriteFile(path, text));
-  return RunCutoverAlone({"validate", "--config", path});
+  return RunCutoverIn(dir, {"validate", "--config", path});
 }
 
 TEST(ObserveConfig, ValidateReportsObserveErrorsWithTheirPlace) {

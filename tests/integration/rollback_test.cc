@@ -52,8 +52,6 @@ using std::chrono::seconds;
 // processes in /proc and no other.
 constexpr std::string_view kTagVariable = "CUTOVER_ROLLBACK_TEST_TAG";
 
-json ParseJson(std::string_view text) { return json::parse(text, nullptr, false); }
-
 size_t Count(std::string_view text, std::string_view what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string_view::npos; at = text.find(what, at + 1)) {
@@ -238,16 +236,10 @@ class Rollback : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.out << "\ndaemon:\n" << daemon_->process().Output();
   }
 
-  json Service() const {
-    auto r = daemon_->Api("GET", "/v1/services/web");
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
-  }
+  json Service() const { return daemon_->GetJson("/v1/services/web"); }
 
   json Deployment(int64_t id) const {
-    auto r = daemon_->Api("GET", "/v1/services/web/deployments/" + std::to_string(id));
-    if (!r || r->status != 200) return nullptr;
-    return ParseJson(r->body);
+    return daemon_->GetJson("/v1/services/web/deployments/" + std::to_string(id));
   }
 
   // Starts a deployment through the API without following it; its id.
