@@ -210,15 +210,8 @@ struct RequestFailure {
 asio::awaitable<std::expected<void, RequestFailure>> Perform(const CheckRequest& request,
                                                              const CheckContext& ctx, Route route,
                                                              CookieJar& jar) {
-  HttpOutgoing out;
-  out.method = request.method;
-  out.target = request.path;
-  out.host = ctx.host;
-  out.headers = request.headers;
-  out.body = request.body;
-  if (route == Route::kPreview && !ctx.preview_token.empty()) {
-    out.headers.emplace_back("X-Cutover-Preview-Token", ctx.preview_token);
-  }
+  HttpOutgoing out =
+      OutgoingFor(request, ctx.host, route == Route::kPreview ? ctx.preview_token : std::string());
   // A request sends one Cookie header: the jar joins one the check wrote itself.
   if (std::string cookies = jar.Header(); !cookies.empty()) {
     auto own = std::find_if(out.headers.begin(), out.headers.end(),

@@ -31,6 +31,20 @@ std::unexpected<Error> Unavailable(std::string message) {
 
 }  // namespace
 
+HttpOutgoing OutgoingFor(const CheckRequest& request, std::string_view host,
+                         std::string_view preview_token) {
+  HttpOutgoing out;
+  out.method = request.method;
+  out.target = request.path;
+  out.host = std::string(host);
+  out.headers = request.headers;
+  out.body = request.body;
+  if (!preview_token.empty()) {
+    out.headers.emplace_back("X-Cutover-Preview-Token", std::string(preview_token));
+  }
+  return out;
+}
+
 HostPort ReachableAddress(const HostPort& listen) {
   HostPort out = listen;
   if (out.host.empty() || out.host == "0.0.0.0") {

@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -33,6 +34,11 @@ struct HttpReply {
   bool truncated = false;                // the body was longer
   std::vector<std::string> set_cookies;  // every Set-Cookie value, in order
 };
+
+// `request` as sent with Host `host`, and with `preview_token` in
+// X-Cutover-Preview-Token when it is not empty.
+HttpOutgoing OutgoingFor(const CheckRequest& request, std::string_view host,
+                         std::string_view preview_token);
 
 // `listen` as a client reaches it: a wildcard or empty host becomes loopback.
 HostPort ReachableAddress(const HostPort& listen);

@@ -65,15 +65,7 @@ asio::awaitable<std::vector<TrafficSample>> DriveTraffic(const std::vector<Check
     asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
     if (cs.cancelled() != asio::cancellation_type::none) break;
     const CheckRequest& r = requests[static_cast<size_t>(i) % requests.size()];
-    HttpOutgoing out;
-    out.method = r.method;
-    out.target = r.path;
-    out.host = ctx.host;
-    out.headers = r.headers;
-    out.body = r.body;
-    if (!ctx.preview_token.empty()) {
-      out.headers.emplace_back("X-Cutover-Preview-Token", ctx.preview_token);
-    }
+    HttpOutgoing out = OutgoingFor(r, ctx.host, ctx.preview_token);
     ++stream->pending;
     asio::co_spawn(ex, SendOne(stream, ReachableAddress(ctx.preview), std::move(out), timeout),
                    asio::detached);
