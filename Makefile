@@ -1,10 +1,13 @@
 # Entry points. `make` builds build/cutover; `make test` installs what the
-# tests need, builds and runs every test; `make demo` runs the demo.
+# tests need, builds and runs every test; `make demo` deploys the example shop
+# in four releases under traffic (SQLite), `make demo-services` the same with
+# Redis and PostgreSQL; `make demo-router` shows the router alone.
+# DEMO_ARGS=--keep leaves a demo running.
 BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all build setup test demo bench format format-check clean
+.PHONY: all build setup test demo demo-services demo-router bench format format-check clean
 
 all: build
 
@@ -24,7 +27,15 @@ test: setup
 
 demo: setup
 	$(MAKE) build
-	scripts/demo
+	BUILD=$(BUILD) examples/shop/demo.sh $(DEMO_ARGS)
+
+demo-services: setup
+	$(MAKE) build
+	BUILD=$(BUILD) examples/shop/demo.sh --services $(DEMO_ARGS)
+
+demo-router: setup
+	$(MAKE) build
+	BUILD=$(BUILD) scripts/demo-router $(DEMO_ARGS)
 
 bench: setup
 	$(MAKE) build

@@ -196,6 +196,10 @@ void Shop::Register(httplib::Server& server) {
   // delayed ACK: 40ms added to every request on a kept-alive connection.
   server.set_tcp_nodelay(true);
   server.set_payload_max_length(kMaxBodyBytes);
+  // Which release answered: the shopper traffic of the demo counts by it.
+  server.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    res.set_header("X-Shop-Release", std::string(ReleaseLabel(release_)));
+  });
   auto route = [this](void (Shop::*handler)(const httplib::Request&, httplib::Response&)) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
       (this->*handler)(req, res);

@@ -1,0 +1,199 @@
+// The demo's scenario (demo.sh) in both variants, with what a user of it
+// would see checked from the outside: the deployments cutover recorded,
+// every request of the shopper traffic, and the router's counters.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr int64_t kRollbackWindowMs = 20000;
+
+struct Request {
+  int64_t unix_ms = 0;
+  std::string method, path;
+  int status = 0;
+  std::string release, result;
+};
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<Request> ReadShopperLog(const fs::path& path) {
+  std::vector<Request> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    Request r;
+    fields >> r.unix_ms >> r.method >> r.path >> r.status >> r.release >> r.result;
+    EXPECT_FALSE(fields.fail()) << "malformed shopper line: " << line;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+const json* Step(const json& deployment, const std::string& name) {
+  for (const json& s : deployment["steps"]) {
+    if (s["name"] == name) return &s;
+  }
+  return nullptr;
+}
+
+// A rollback has no prepare step: it switches to what the other color holds.
+bool IsRollback(const json& d) { return Step(d, "prepare") == nullptr; }
+
+class ShopDemo : public ::testing::Test {
+ protected:
+  // Runs demo.sh with ARGS; its output goes to out/demo.out. Returns its
+  // exit status.
+  int RunDemo(const std::string& args) {
+    artifacts_ = fs::temp_directory_path() /
+                 ("cutover-demo-test-" + std::to_string(::getpid()) + "-" +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(artifacts_);
+    fs::create_directories(artifacts_);
+    const std::string command = "BUILD='" + std::string(CUTOVER_BUILD_DIR) + "' '" +
+                                std::string(CUTOVER_SOURCE_DIR) + "/examples/shop/demo.sh' " +
+                                args + " --artifacts '" + artifacts_.string() + "' >'" +
+                                (artifacts_ / "demo.out").string() + "' 2>&1";
+    const int status = std::system(command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  void TearDown() override {
+    if (HasFailure()) {
+      std::cerr << "--- demo output ---\n" << ReadFile(artifacts_ / "demo.out");
+    } else {
+      fs::remove_all(artifacts_);
+    }
+  }
+
+  // Everything the demo shows, asserted on what it recorded.
+  void ExpectScenario() {
+    const json history = json::parse(ReadFile(artifacts_ / "history.json"));
+    std::vector<json> deployments(history["deployments"].begin(), history["deployments"].end());
+    std::sort(deployments.begin(), deployments.end(),
+              [](const json& a, const json& b) { return a["id"] < b["id"]; });
+    std::vector<std::string> seen;
+    for (const json& d : deployments) {
+      seen.push_back(d["release"].get<std::string>() + (IsRollback(d) ? " rollback " : " deploy ") +
+                     d["outcome"].get<std::string>());
+    }
+    // v2 and the rollback to v1 were both undone later, so both read
+    // rolled_back; the refused rollback to v1 failed at its schema step.
+    EXPECT_EQ(seen, (std::vector<std::string>{"v1 deploy succeeded", "v2 deploy rolled_back",
+                                              "v1 rollback rolled_back", "v2 rollback succeeded",
+                                              "v1 rollback failed", "v3 deploy failed",
+                                              "v4 deploy rolled_back"}));
+    ASSERT_EQ(deployments.size(), 7u);
+
+    // The contract ran once, for the roll forward to v2, after its window.
+    const json& forward = deployments[3];
+    const json* contract = Step(forward, "contract");
+    ASSERT_NE(contract, nullptr) << forward.dump();
+    EXPECT_EQ((*contract)["outcome"], "ok") << contract->dump();
+    const json* forward_switch = Step(forward, "switch");
+    ASSERT_NE(forward_switch, nullptr);
+    EXPECT_GE((*contract)["started_unix_ms"].get<int64_t>(),
+              (*forward_switch)["finished_unix_ms"].get<int64_t>() + kRollbackWindowMs);
+    for (size_t i = 0; i < deployments.size(); ++i) {
+      if (i == 3) continue;
+      EXPECT_EQ(Step(deployments[i], "contract"), nullptr) << deployments[i].dump();
+    }
+    const json* schema = Step(deployments[4], "schema");
+    ASSERT_NE(schema, nullptr);
+    EXPECT_EQ((*schema)["outcome"], "failed");
+    EXPECT_NE((*schema)["message"].get<std::string>().find("drop_order_note"), std::string::npos)
+        << schema->dump();
+
+    // v3 halted at its checks, live untouched; v4 rolled back by observe.
+    const json* v3_check = Step(deployments[5], "check");
+    ASSERT_NE(v3_check, nullptr);
+    EXPECT_EQ((*v3_check)["outcome"], "failed");
+    EXPECT_EQ(Step(deployments[5], "switch")->at("outcome"), "skipped");
+    const json* v4_observe = Step(deployments[6], "observe");
+    ASSERT_NE(v4_observe, nullptr);
+    EXPECT_EQ((*v4_observe)["outcome"], "failed") << v4_observe->dump();
+
+    // The shopper traffic: served by v1, v2 and (briefly) v4, never by v3;
+    // its only errors are v4's 500s while v4 was live; no cart ever lost an item.
+    const std::vector<Request> requests = ReadShopperLog(artifacts_ / "shopper.log");
+    std::map<std::string, int> by_release;
+    int errors = 0;
+    const int64_t v4_start = deployments[6]["started_unix_ms"];
+    const int64_t v4_end = deployments[6]["finished_unix_ms"];
+    for (const Request& r : requests) {
+      ++by_release[r.release];
+      if (r.result == "ok") continue;
+      ++errors;
+      EXPECT_EQ(r.release, "v4") << r.unix_ms << " " << r.path << " " << r.result;
+      EXPECT_EQ(r.status, 500) << r.unix_ms << " " << r.path << " " << r.result;
+      EXPECT_GE(r.unix_ms, v4_start);
+      EXPECT_LE(r.unix_ms, v4_end + 1000);
+    }
+    EXPECT_GT(requests.size(), 500u);
+    EXPECT_GT(by_release["v1"], 50);
+    EXPECT_GT(by_release["v2"], 200);
+    EXPECT_GT(by_release["v4"], 0);
+    EXPECT_EQ(by_release.count("v3"), 0u);
+    EXPECT_EQ(by_release.count("-"), 0u) << "answers without the shop's release header";
+    EXPECT_GT(errors, 0) << "v4's defect never showed";
+
+    const json summary = json::parse(ReadFile(artifacts_ / "shopper-summary.json"));
+    EXPECT_EQ(summary["requests"].get<size_t>(), requests.size());
+    EXPECT_EQ(summary["errors"].get<int>(), errors);
+    EXPECT_FALSE(summary["errors_by_reason"].contains("cart_mismatch")) << summary.dump();
+
+    // The router's own counters agree: no 5xx from any release but v4.
+    std::istringstream metrics(ReadFile(artifacts_ / "metrics.txt"));
+    int lines = 0;
+    for (std::string line; std::getline(metrics, line);) {
+      if (!line.starts_with("cutover_color_requests_total{") ||
+          line.find("service=\"shop\"") == std::string::npos) {
+        continue;
+      }
+      ++lines;
+      if (line.find("class=\"5xx\"") != std::string::npos &&
+          line.find("release=\"v4\"") == std::string::npos) {
+        EXPECT_TRUE(line.ends_with(" 0")) << line;
+      }
+    }
+    EXPECT_GT(lines, 0);
+
+    const std::string out = ReadFile(artifacts_ / "demo.out");
+    EXPECT_NE(out.find("requests served per color"), std::string::npos);
+    EXPECT_NE(out.find("what the shopper traffic saw"), std::string::npos);
+  }
+
+  fs::path artifacts_;
+};
+
+TEST_F(ShopDemo, SqliteScenario) {
+  ASSERT_EQ(RunDemo(""), 0);
+  ExpectScenario();
+}
+
+TEST_F(ShopDemo, RedisAndPostgresScenario) {
+  ASSERT_EQ(RunDemo("--services"), 0);
+  ExpectScenario();
+}
+
+}  // namespace
