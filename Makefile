@@ -25,16 +25,17 @@ test: setup
 	scripts/check-format
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
-demo: setup
-	$(MAKE) build
+# The demos build only the programs they run.
+demo: setup $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target cutover cutover-shop cutover-shopper
 	BUILD=$(BUILD) examples/shop/demo.sh $(DEMO_ARGS)
 
-demo-services: setup
-	$(MAKE) build
+demo-services: setup $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target cutover cutover-shop cutover-shopper
 	BUILD=$(BUILD) examples/shop/demo.sh --services $(DEMO_ARGS)
 
-demo-router: setup
-	$(MAKE) build
+demo-router: setup $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target cutover cutover-testapp
 	BUILD=$(BUILD) scripts/demo-router $(DEMO_ARGS)
 
 bench: setup
