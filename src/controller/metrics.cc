@@ -154,6 +154,12 @@ std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
   fmt::format_to(it, "cutover_connections_total {}\n", router.connections);
   Header(out, "cutover_open_connections", "gauge", "Client connections open now.");
   fmt::format_to(it, "cutover_open_connections {}\n", router.open_connections);
+  Header(out, "cutover_worker_open_connections", "gauge",
+         "Client connections open now, by router worker thread.");
+  for (size_t i = 0; i < router.open_by_worker.size(); ++i) {
+    fmt::format_to(it, "cutover_worker_open_connections{{worker=\"{}\"}} {}\n", i,
+                   router.open_by_worker[i]);
+  }
   return out;
 }
 

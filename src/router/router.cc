@@ -69,6 +69,9 @@ size_t Router::worker_count() const { return workers_.size(); }
 
 void Router::Start(std::shared_ptr<const RouteTable> first) {
   started_ = true;
+  std::vector<Worker*> peers;
+  for (auto& w : workers_) peers.push_back(w.get());
+  for (auto& w : workers_) w->SetPeers(peers);
   for (auto& w : workers_) w->Start(first);
 }
 
@@ -110,7 +113,9 @@ RouterCounters Router::counters() const {
     c.unmatched += wc.unmatched.load(std::memory_order_relaxed);
     c.header_timeouts += wc.header_timeouts.load(std::memory_order_relaxed);
     c.connections += wc.connections.load(std::memory_order_relaxed);
-    c.open_connections += wc.open_connections.load(std::memory_order_relaxed);
+    const int64_t open = wc.open_connections.load(std::memory_order_relaxed);
+    c.open_connections += open;
+    c.open_by_worker.push_back(open);
   }
   return c;
 }

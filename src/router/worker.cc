@@ -1,9 +1,11 @@
 #include "router/worker.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <utility>
 
 namespace cutover {
 
@@ -129,9 +131,66 @@ void Worker::StartAccept(tcp::acceptor& acceptor, bool preview) {
           return;
         }
         counters_.connections.fetch_add(1, std::memory_order_relaxed);
-        StartClientSession(*this, std::move(socket), preview);
+        Worker& to = preview ? *this : LeastLoaded();
+        if (&to == this) {
+          StartClientSession(*this, std::move(socket), preview);
+        } else {
+          HandOff(to, std::move(socket));
+        }
         StartAccept(acceptor, preview);
       });
+}
+
+int64_t Worker::Load() const {
+  return counters_.open_connections.load(std::memory_order_relaxed) +
+         incoming_.load(std::memory_order_relaxed);
+}
+
+Worker& Worker::LeastLoaded() {
+  Worker* best = this;
+  int64_t least = Load();
+  for (Worker* w : peers_) {
+    const int64_t load = w->Load();
+    if (load < least) {
+      least = load;
+      best = w;
+    }
+  }
+  return *best;
+}
+
+namespace {
+// A descriptor on its way to another worker's thread, closed if it never
+// gets there (that worker stopped first).
+struct PassedFd {
+  explicit PassedFd(int fd) : fd(fd) {}
+  PassedFd(const PassedFd&) = delete;
+  PassedFd& operator=(const PassedFd&) = delete;
+  ~PassedFd() {
+    if (fd >= 0) ::close(fd);
+  }
+  int Take() { return std::exchange(fd, -1); }
+  int fd;
+};
+}  // namespace
+
+void Worker::HandOff(Worker& to, tcp::socket socket) {
+  boost::system::error_code ec;
+  const tcp::endpoint local = socket.local_endpoint(ec);
+  if (ec) return;  // reset by the client already; dropping the socket closes it
+  // The socket leaves this worker's reactor here and joins `to`'s on its own
+  // thread: reactors run without locks (see the constructor).
+  auto fd = std::make_shared<PassedFd>(socket.release(ec));
+  if (ec) return;
+  to.incoming_.fetch_add(1, std::memory_order_relaxed);
+  to.Post([&to, fd, protocol = local.protocol()] {
+    to.incoming_.fetch_sub(1, std::memory_order_relaxed);
+    if (to.draining_) return;  // as a connection accepted while draining
+    tcp::socket s(to.ctx_);
+    boost::system::error_code ec;
+    s.assign(protocol, fd->Take(), ec);
+    if (!ec) StartClientSession(to, std::move(s), /*preview=*/false);
+  });
 }
 
 void Worker::Tick() {

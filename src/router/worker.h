@@ -93,6 +93,13 @@ class Worker {
   // The addresses listened on, with the ports the kernel chose for port 0.
   std::vector<HostPort> BoundAddresses() const;
 
+  // The router's workers, this one included. A client connection accepted
+  // here is handed to the one holding the fewest connections: the kernel
+  // spreads connections over SO_REUSEPORT sockets by a hash, and with a
+  // few dozen keep-alive clients one worker often gets a third more than
+  // another, which then sets the latency of all. Before Start().
+  void SetPeers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
+
   // Starts the thread. Any thread, once.
   void Start(std::shared_ptr<const RouteTable> table);
   // Runs `fn` on the worker thread. Any thread.
@@ -144,6 +151,14 @@ class Worker {
   void Tick();
   void AcceptLoop(boost::asio::ip::tcp::acceptor& acceptor);
   void StartAccept(boost::asio::ip::tcp::acceptor& acceptor, bool preview);
+  // Connections this worker holds or was handed and has not started yet.
+  // Any thread.
+  int64_t Load() const;
+  // The peer with the fewest connections, or this worker on a tie.
+  Worker& LeastLoaded();
+  // Moves an accepted client connection to `to`'s thread and starts its
+  // session there.
+  void HandOff(Worker& to, boost::asio::ip::tcp::socket socket);
   void MaybeFinishDrain();
 
   const size_t index_;
@@ -164,6 +179,8 @@ class Worker {
   std::vector<uint32_t> round_robin_;            // by service index * 2 + color
   std::vector<std::vector<UpstreamConn>> idle_;  // by target id
   std::vector<std::unique_ptr<IoBuffers>> free_buffers_;
+  std::vector<Worker*> peers_;
+  std::atomic<int64_t> incoming_{0};  // handed to this worker, not started yet
   SessionBase* sessions_ = nullptr;
   size_t session_count_ = 0;
   bool draining_ = false;

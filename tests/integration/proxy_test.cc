@@ -1077,5 +1077,40 @@ TEST(Messages, ExpectContinueGets100ThenTheFinalResponse) {
   EXPECT_EQ(final_res->body, "blue 11");
 }
 
+// The kernel spreads connections over the workers' SO_REUSEPORT sockets by a
+// hash of their addresses, so 20 connections often split 13 to 7; the router
+// hands each new one to the worker holding the fewest.
+TEST(Workers, ClientConnectionsAreSpreadEvenly) {
+  auto stack = StartWeb();
+  ASSERT_TRUE(stack) << stack.error().message;
+  Stack& s = **stack;
+  std::vector<RawConn> conns;
+  for (int i = 0; i < 20; ++i) {
+    auto conn = RawConn::Connect("127.0.0.1", s.port());
+    ASSERT_TRUE(conn) << conn.error().message;
+    // Answered: the connection is open on whichever worker serves it.
+    ASSERT_TRUE(conn->Send(BuildRequest("GET", "/", "localhost")));
+    auto res = conn->ReadResponse(DeadlineIn(seconds(5)));
+    ASSERT_TRUE(res) << res.error().message;
+    EXPECT_EQ(res->status, 200) << res->body;
+    conns.push_back(std::move(*conn));
+  }
+  auto metrics = s.daemon->Api("GET", "/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  std::vector<MetricSample> open =
+      MatchingMetrics(ParseMetrics(metrics->body), "cutover_worker_open_connections", {});
+  ASSERT_EQ(open.size(), 2u) << metrics->body;
+  EXPECT_EQ(open[0].value, 10) << metrics->body;
+  EXPECT_EQ(open[1].value, 10) << metrics->body;
+
+  // Every one of them still works from the worker it was handed to.
+  for (RawConn& conn : conns) {
+    ASSERT_TRUE(conn.Send(BuildRequest("GET", "/", "localhost")));
+    auto res = conn.ReadResponse(DeadlineIn(seconds(5)));
+    ASSERT_TRUE(res) << res.error().message;
+    EXPECT_EQ(res->status, 200) << res->body;
+  }
+}
+
 }  // namespace
 }  // namespace cutover::test
