@@ -2,12 +2,12 @@
 // advisory lock and writes the history outside the files' transactions,
 // another runs the files.
 #include <fmt/format.h>
-#include <libpq-fe.h>
 
 #include <chrono>
 #include <thread>
 
 #include "migrate/db.h"
+#include "migrate/libpq.h"
 
 namespace cutover {
 
@@ -41,21 +41,21 @@ SELECT version, name, phase, checksum, status,
   FROM cutover_migrations)sql";
 
 struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
+  void operator()(PGresult* r) const { Pq().PQclear(r); }
 };
 using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
 
 struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
+  void operator()(PGconn* c) const { Pq().PQfinish(c); }
 };
 using PgConn = std::unique_ptr<PGconn, ConnDeleter>;
 
 std::string Field(const PGresult* r, int row, int col) {
-  return PQgetisnull(r, row, col) ? std::string() : std::string(PQgetvalue(r, row, col));
+  return Pq().PQgetisnull(r, row, col) ? std::string() : std::string(Pq().PQgetvalue(r, row, col));
 }
 
 std::string ConnError(PGconn* c) {
-  std::string m = PQerrorMessage(c);
+  std::string m = Pq().PQerrorMessage(c);
   while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
   return m;
 }
@@ -63,7 +63,7 @@ std::string ConnError(PGconn* c) {
 DbError ResultError(PGconn* c, const PGresult* r) {
   DbError e;
   auto field = [&](int code) {
-    const char* v = r == nullptr ? nullptr : PQresultErrorField(r, code);
+    const char* v = r == nullptr ? nullptr : Pq().PQresultErrorField(r, code);
     return v == nullptr ? std::string() : std::string(v);
   };
   e.message = field(PG_DIAG_MESSAGE_PRIMARY);
@@ -89,9 +89,9 @@ class PostgresDb final : public MigrationDb {
  public:
   PostgresDb(DatabaseUrl url, PgConn control, PgConn work)
       : url_(std::move(url)), control_(std::move(control)), work_(std::move(work)) {
-    PQsetNoticeProcessor(work_.get(), ForwardNotice, &notice_sink_);
-    PQsetNoticeProcessor(control_.get(), ForwardNotice, &notice_sink_);
-    cancel_ = std::shared_ptr<PGcancel>(PQgetCancel(work_.get()), PQfreeCancel);
+    Pq().PQsetNoticeProcessor(work_.get(), ForwardNotice, &notice_sink_);
+    Pq().PQsetNoticeProcessor(control_.get(), ForwardNotice, &notice_sink_);
+    cancel_ = std::shared_ptr<PGcancel>(Pq().PQgetCancel(work_.get()), Pq().PQfreeCancel);
   }
 
   Dialect dialect() const override { return Dialect::kPostgres; }
@@ -140,7 +140,7 @@ class PostgresDb final : public MigrationDb {
         Query(control_.get(), std::string(kSelectHistory) + " ORDER BY version", {});
     if (!r) return std::unexpected(r.error().Wrap("read the history table cutover_migrations"));
     std::vector<AppliedMigration> out;
-    for (int i = 0; i < PQntuples(r->get()); ++i) out.push_back(Row(r->get(), i));
+    for (int i = 0; i < Pq().PQntuples(r->get()); ++i) out.push_back(Row(r->get(), i));
     return out;
   }
 
@@ -148,7 +148,7 @@ class PostgresDb final : public MigrationDb {
     Result<PgResult> r = Query(control_.get(), std::string(kSelectHistory) + " WHERE version = $1",
                                {std::string(version)});
     if (!r) return std::unexpected(r.error());
-    if (PQntuples(r->get()) == 0) return std::optional<AppliedMigration>();
+    if (Pq().PQntuples(r->get()) == 0) return std::optional<AppliedMigration>();
     return std::optional<AppliedMigration>(Row(r->get(), 0));
   }
 
@@ -196,22 +196,22 @@ class PostgresDb final : public MigrationDb {
 
   ExecResult Begin() override { return Exec("BEGIN"); }
   ExecResult Commit() override { return Exec("COMMIT"); }
-  void Rollback() override { PgResult(PQexec(work_.get(), "ROLLBACK")); }
+  void Rollback() override { PgResult(Pq().PQexec(work_.get(), "ROLLBACK")); }
 
   ExecResult SetLockTimeout(Millis timeout) override {
     return Exec(fmt::format("SET lock_timeout = '{}ms'", timeout.count()));
   }
 
   ExecResult Exec(std::string_view statement) override {
-    PgResult r(PQexec(work_.get(), std::string(statement).c_str()));
-    ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    PgResult r(Pq().PQexec(work_.get(), std::string(statement).c_str()));
+    ExecStatusType status = r ? Pq().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
       return {};
     }
     if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
       // Nothing feeds COPY FROM STDIN here; end it so the connection stays usable.
-      PQputCopyEnd(work_.get(), "COPY is not supported in migration files");
-      while (PgResult(PQgetResult(work_.get()))) {
+      Pq().PQputCopyEnd(work_.get(), "COPY is not supported in migration files");
+      while (PgResult(Pq().PQgetResult(work_.get()))) {
       }
       return std::unexpected(DbError{.message = "COPY FROM STDIN / TO STDOUT cannot run in a "
                                                 "migration file; use INSERT or COPY from a "
@@ -224,7 +224,7 @@ class PostgresDb final : public MigrationDb {
     std::shared_ptr<PGcancel> cancel = cancel_;
     return [cancel] {
       char buffer[256];
-      if (cancel) PQcancel(cancel.get(), buffer, sizeof buffer);
+      if (cancel) Pq().PQcancel(cancel.get(), buffer, sizeof buffer);
     };
   }
 
@@ -260,7 +260,7 @@ class PostgresDb final : public MigrationDb {
                                "l.database = (SELECT oid FROM pg_database WHERE datname = "
                                "current_database())",
                                {std::to_string(kLockKey)});
-    if (!r || PQntuples(r->get()) == 0) return {};
+    if (!r || Pq().PQntuples(r->get()) == 0) return {};
     std::string app = Field(r->get(), 0, 1);
     return fmt::format(" (backend pid {}{})", Field(r->get(), 0, 0),
                        app.empty() ? std::string() : ", " + app);
@@ -270,9 +270,9 @@ class PostgresDb final : public MigrationDb {
                          const std::vector<std::string>& params) {
     std::vector<const char*> values;
     for (const std::string& p : params) values.push_back(p.c_str());
-    PgResult r(PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
-                            nullptr, nullptr, 0));
-    ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    PgResult r(Pq().PQexecParams(c, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                 values.data(), nullptr, nullptr, 0));
+    ExecStatusType status = r ? Pq().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       DbError e = ResultError(c, r.get());
       return MakeError(ErrorCode::kUnavailable, fmt::format("{}: {}", url_.display, e.message));
@@ -294,10 +294,11 @@ class PostgresDb final : public MigrationDb {
 };
 
 Result<PgConn> Connect(const DatabaseUrl& url) {
+  if (Result<const LibPq*> lib = LoadLibPq(); !lib) return std::unexpected(lib.error());
   const char* keywords[] = {"dbname", "connect_timeout", "fallback_application_name", nullptr};
   const char* values[] = {url.target.c_str(), "10", "cutover migrate", nullptr};
-  PgConn c(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
-  if (!c || PQstatus(c.get()) != CONNECTION_OK) {
+  PgConn c(Pq().PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
+  if (!c || Pq().PQstatus(c.get()) != CONNECTION_OK) {
     return MakeError(ErrorCode::kUnavailable,
                      fmt::format("cannot connect to {}: {}", url.display,
                                  c ? ConnError(c.get()) : std::string("out of memory")));
