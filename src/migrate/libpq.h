@@ -10,12 +10,27 @@
 
 namespace cutover {
 
-#define CUTOVER_LIBPQ_FUNCTIONS(X)                                                              \
-  X(PQclear)                                                                                    \
-  X(PQfinish) X(PQgetisnull) X(PQgetvalue) X(PQerrorMessage) X(PQresultErrorField)              \
-      X(PQsetNoticeProcessor) X(PQgetCancel) X(PQfreeCancel) X(PQcancel) X(PQntuples) X(PQexec) \
-          X(PQresultStatus) X(PQputCopyEnd) X(PQgetResult) X(PQexecParams) X(PQconnectdbParams) \
-              X(PQstatus)
+// clang-format off
+#define CUTOVER_LIBPQ_FUNCTIONS(X) \
+  X(PQclear) \
+  X(PQfinish) \
+  X(PQgetisnull) \
+  X(PQgetvalue) \
+  X(PQerrorMessage) \
+  X(PQresultErrorField) \
+  X(PQsetNoticeProcessor) \
+  X(PQgetCancel) \
+  X(PQfreeCancel) \
+  X(PQcancel) \
+  X(PQntuples) \
+  X(PQexec) \
+  X(PQresultStatus) \
+  X(PQputCopyEnd) \
+  X(PQgetResult) \
+  X(PQexecParams) \
+  X(PQconnectdbParams) \
+  X(PQstatus)
+// clang-format on
 
 // The functions cutover calls, by their own names.
 struct LibPq {
