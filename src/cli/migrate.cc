@@ -202,10 +202,23 @@ int PrintLint(const Target& t, bool json, bool plan) {
     status = std::move(*read);
   }
   const Dialect dialect = t.url.target.empty() ? Dialect::kPostgres : t.url.dialect;
+  // An applied file that changed since stops every run: the runner refuses.
+  std::vector<std::string> changed;
+  if (status) {
+    for (const MigrationState& m : status->files) {
+      if (m.state != "changed") continue;
+      changed.push_back(
+          fmt::format("{} was changed after it was applied; runs refuse until it "
+                      "is restored (put the change in a new file)",
+                      m.filename));
+    }
+  }
   std::vector<LintFinding> all;
+  size_t linted = 0;
   Json phases = Json::object();
   for (Phase phase : {Phase::kExpand, Phase::kBackfill, Phase::kContract}) {
     std::vector<const MigrationFile*> pending = Pending(*files, status ? &*status : nullptr, phase);
+    linted += pending.size();
     std::vector<LintFinding> findings;
     Json names = Json::array();
     for (const MigrationFile* f : pending) {
@@ -228,30 +241,10 @@ int PrintLint(const Target& t, bool json, bool plan) {
       }
     }
     phases[std::string(PhaseName(phase))] = {{"files", names}, {"lint", FindingsJson(findings)}};
-    if (plan && !json && phase == Phase::kContract && status) {
-      for (const MigrationState& m : status->files) {
-        if (m.state == "changed") {
-          fmt::print(
-              "error: {} was changed after it was applied; runs refuse until it is "
-              "restored\n",
-              m.filename);
-        }
-      }
-    }
     all.insert(all.end(), findings.begin(), findings.end());
   }
-  // An applied file that changed since stops every run: the runner refuses.
-  std::vector<std::string> changed;
-  if (status) {
-    for (const MigrationState& m : status->files) {
-      if (m.state != "changed") continue;
-      changed.push_back(
-          fmt::format("{} was changed after it was applied; runs refuse until it "
-                      "is restored (put the change in a new file)",
-                      m.filename));
-    }
-  }
-  const int errors = ErrorCount(all) + static_cast<int>(changed.size());
+  const int lint_errors = ErrorCount(all);
+  const int errors = lint_errors + static_cast<int>(changed.size());
   if (json) {
     Json out = {{"errors", errors}, {"changed", changed}};
     if (plan) {
@@ -260,19 +253,14 @@ int PrintLint(const Target& t, bool json, bool plan) {
       out["findings"] = FindingsJson(all);
     }
     fmt::print("{}\n", out.dump());
-  } else if (!plan) {
+  } else {
     for (const std::string& c : changed) fmt::print("error: {}\n", c);
-    PrintFindings(all);
-    fmt::print("{} file(s) linted{}: {} error(s), {} warning(s)\n",
-               status ? [&] {
-                 size_t n = 0;
-                 for (Phase p : {Phase::kExpand, Phase::kBackfill, Phase::kContract}) {
-                   n += Pending(*files, &*status, p).size();
-                 }
-                 return n;
-               }()
-                      : files->size(),
-               status ? " (those not applied yet)" : "", errors, all.size() - errors);
+    if (!plan) {
+      PrintFindings(all);
+      fmt::print("{} file(s) linted{}: {} error(s), {} warning(s)\n", linted,
+                 status ? " (those not applied yet)" : "", errors,
+                 all.size() - static_cast<size_t>(lint_errors));
+    }
   }
   return errors > 0 ? kExitFailed : kExitOk;
 }

@@ -1052,8 +1052,7 @@ void ReadCheck(Checker& checker, const Field& item, CheckConfig& check) {
   if (kinds.size() > 1) {
     checker.Report(item,
                    "a check has exactly one of the keys http, command, session or analysis (this "
-                   "one "
-                   "has " +
+                   "one has " +
                        QuotedList(kinds) + ")");
     return;
   }

@@ -527,7 +527,7 @@ asio::awaitable<CheckResult> RunAnalysis(ServiceState& s, const CheckConfig& che
   StatsSnapshot measured;
   // No answer counts as the 502 the router would have sent.
   for (const TrafficSample& t : samples)
-    Record(measured, t.status == 0 ? 502 : t.status, t.latency_us);
+    measured.RecordResponse(t.status == 0 ? 502 : t.status, t.latency_us);
   const Figures figures =
       Between(StatsSnapshot{}, measured, static_cast<double>(check.duration.count()) / 1000.0);
   const std::string& label = s.slots[static_cast<int>(s.live)].release;

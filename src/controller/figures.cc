@@ -38,13 +38,6 @@ void AddDelta(StatsSnapshot& total, const StatsSnapshot& before, const StatsSnap
   total.latency_sum_us += after.latency_sum_us - before.latency_sum_us;
 }
 
-void Record(StatsSnapshot& total, int status, uint64_t latency_us) {
-  total.responses[StatusClassIndex(status)] += 1;
-  auto it = std::lower_bound(kLatencyBucketsUs.begin(), kLatencyBucketsUs.end(), latency_us);
-  total.latency[it - kLatencyBucketsUs.begin()] += 1;
-  total.latency_sum_us += latency_us;
-}
-
 Figures Between(const StatsSnapshot& from, const StatsSnapshot& to, double seconds) {
   Figures f;
   f.seconds = seconds;

@@ -37,9 +37,6 @@ uint64_t LatencyQuantileUs(const uint64_t (&latency)[kLatencyBuckets], double q)
 // target) to `total`.
 void AddDelta(StatsSnapshot& total, const StatsSnapshot& before, const StatsSnapshot& after);
 
-// Counts one response of `status` that took `latency_us` in `total`.
-void Record(StatsSnapshot& total, int status, uint64_t latency_us);
-
 // Figures of the traffic between snapshot `from` and `to`, `seconds` apart.
 Figures Between(const StatsSnapshot& from, const StatsSnapshot& to, double seconds);
 

@@ -4,11 +4,21 @@
 
 namespace cutover {
 
+size_t LatencyBucket(uint64_t latency_us) {
+  auto it = std::lower_bound(kLatencyBucketsUs.begin(), kLatencyBucketsUs.end(), latency_us);
+  return static_cast<size_t>(it - kLatencyBucketsUs.begin());
+}
+
 void StatsShard::RecordResponse(int status, uint64_t latency_us) {
   Add(responses[StatusClassIndex(status)], 1);
-  auto it = std::lower_bound(kLatencyBucketsUs.begin(), kLatencyBucketsUs.end(), latency_us);
-  Add(latency[it - kLatencyBucketsUs.begin()], 1);
+  Add(latency[LatencyBucket(latency_us)], 1);
   Add(latency_sum_us, latency_us);
+}
+
+void StatsSnapshot::RecordResponse(int status, uint64_t latency_us) {
+  responses[StatusClassIndex(status)] += 1;
+  latency[LatencyBucket(latency_us)] += 1;
+  latency_sum_us += latency_us;
 }
 
 uint64_t StatsSnapshot::total() const {

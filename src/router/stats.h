@@ -20,6 +20,9 @@ inline constexpr std::array<uint32_t, 30> kLatencyBucketsUs = {
     1500000, 2000000, 3000000, 5000000, 7500000, 10000000, 15000000, 30000000, 60000000, 120000000};
 inline constexpr size_t kLatencyBuckets = kLatencyBucketsUs.size() + 1;
 
+// Index of the latency bucket `latency_us` falls in.
+size_t LatencyBucket(uint64_t latency_us);
+
 // Index of a response's status class: 0 for 1xx ... 4 for 5xx.
 inline size_t StatusClassIndex(int status) {
   int c = status / 100 - 1;
@@ -58,6 +61,8 @@ struct StatsSnapshot {
 
   uint64_t total() const;
   void Add(const StatsSnapshot& other);
+  // Counts one response of `status` that took `latency_us`.
+  void RecordResponse(int status, uint64_t latency_us);
 };
 
 // One shard per worker thread.

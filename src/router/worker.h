@@ -149,7 +149,6 @@ class Worker {
 
  private:
   void Tick();
-  void AcceptLoop(boost::asio::ip::tcp::acceptor& acceptor);
   void StartAccept(boost::asio::ip::tcp::acceptor& acceptor, bool preview);
   // Connections this worker holds or was handed and has not started yet.
   // Any thread.
