@@ -25,16 +25,20 @@ test: setup
 	scripts/check-format
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
-# The demos build only the programs they run.
-demo: setup $(BUILD)/build.ninja
-	cmake --build $(BUILD) -j $(JOBS) --target cutover cutover-shop cutover-shopper
+# The demos build only the programs they run, once setup has installed what
+# the build needs.
+SHOP_PROGRAMS = cutover cutover-shop cutover-shopper
+
+demo: setup
+	$(MAKE) $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target $(SHOP_PROGRAMS)
 	BUILD=$(BUILD) examples/shop/demo.sh $(DEMO_ARGS)
 
-demo-services: setup $(BUILD)/build.ninja
-	cmake --build $(BUILD) -j $(JOBS) --target cutover cutover-shop cutover-shopper
-	BUILD=$(BUILD) examples/shop/demo.sh --services $(DEMO_ARGS)
+demo-services: setup
+	$(MAKE) demo DEMO_ARGS="--services $(DEMO_ARGS)"
 
-demo-router: setup $(BUILD)/build.ninja
+demo-router: setup
+	$(MAKE) $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS) --target cutover cutover-testapp
 	BUILD=$(BUILD) scripts/demo-router $(DEMO_ARGS)
 

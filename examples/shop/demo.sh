@@ -12,7 +12,7 @@
 #   v4  passes its checks, fails real traffic: observe switches back
 # and a summary: deployments, switch times, requests per color, errors.
 # Every step checks what it expects and the demo exits 1 when one is wrong,
-# so it is also a test of cutover (tests/demo runs it).
+# so it is also a test of cutover (examples/shop/demo_test.cc runs it).
 #
 # Usage: examples/shop/demo.sh [--services] [--keep] [--artifacts DIR]
 #   --services       carts in Redis and orders in PostgreSQL (cutover-services.yaml):
@@ -22,7 +22,8 @@
 #                    print how to look at them
 #   --artifacts DIR  copy what the demo saw into DIR: history.json (every
 #                    deployment), shopper.log (every request of the traffic),
-#                    shopper-summary.json, metrics.txt, phases (when each part ran)
+#                    shopper-summary.json, metrics.txt, phases (when each part
+#                    began), daemon.log
 # BUILD (default: build) is the build folder holding cutover, cutover-shop and
 # cutover-shopper.
 set -euo pipefail
@@ -44,7 +45,9 @@ done
 for bin in cutover cutover-shop cutover-shopper; do
   [ -x "$BUILD/$bin" ] || { echo "demo: $BUILD/$bin is missing; run 'make' first" >&2; exit 2; }
 done
-for tool in curl jq python3; do
+tools=(curl jq column)
+if [ "$SERVICES" = 1 ]; then tools+=(redis-server redis-cli /usr/lib/postgresql/15/bin/initdb); fi
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || { echo "demo: $tool is missing; run 'scripts/setup'" >&2; exit 2; }
 done
 CUTOVER=$(realpath "$BUILD/cutover")
@@ -89,9 +92,11 @@ cleanup() {
   if [ "$KEEP" = 1 ] && [ "$status" = 0 ]; then
     stop_shoppers
     save_artifacts
+    local pg_stop="$PG_BIN/pg_ctl -D $pg_data stop"
+    if [ "$(id -u)" -eq 0 ]; then pg_stop="runuser -u postgres -- $pg_stop"; fi
     cat <<EOF
 
-kept running (stop with: kill $daemon_pid${redis_pid:+ $redis_pid}${pg_data:+; $PG_BIN/pg_ctl -D $pg_data stop}):
+kept running (stop with: kill $daemon_pid${redis_pid:+ $redis_pid}${pg_data:+; $pg_stop}):
   the shop            $LIVE/  (open it in a browser, or curl $LIVE/products)
   the preview         http://127.0.0.1:$PREVIEW/ (the idle color)
   status and history  $CUTOVER status --config $work/cutover.yaml
@@ -128,8 +133,16 @@ note() { printf '    %s\n' "$*"; }
 fail() { printf '\033[31mdemo: %s\033[0m\n' "$*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
+# A port nothing answers on, below the ephemeral range (where the demo's own
+# client and upstream connections take their local ports).
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  local p low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "${low:-0}" -gt 11024 ] || low=32768
+  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  fail "no free port found"
 }
 
 cutover() { "$CUTOVER" "$@" --config "$work/cutover.yaml"; }
@@ -190,13 +203,16 @@ if [ "$SERVICES" = 1 ]; then
   as_postgres "$PG_BIN/pg_ctl" -D "$pg_data" -l "$work/pg/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $work/pg -c fsync=off" start >/dev/null ||
     fail "PostgreSQL did not start: $(cat "$work/pg/server.log")"
-  as_postgres "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres shop
+  as_postgres "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres shop ||
+    fail "could not create the database shop: $(tail -n 5 "$work/pg/server.log")"
   sed -i -e "s#postgres://postgres@127.0.0.1:5432/shop#postgres://postgres@127.0.0.1:$PG_PORT/shop#" \
     -e "s#redis://127.0.0.1:6379#redis://127.0.0.1:$REDIS_PORT#" "$work/cutover.yaml"
   for _ in $(seq 100); do
     redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
     sleep 0.05
   done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 ||
+    fail "redis-server did not start: $(cat "$work/redis.log")"
   note "Redis on 127.0.0.1:$REDIS_PORT, PostgreSQL on 127.0.0.1:$PG_PORT (database shop)"
 fi
 
@@ -215,6 +231,14 @@ shopper() {  # shopper METHOD PATH: one request of the demo's own shopper
   curl -sS --max-time 5 -b "$jar" -c "$jar" -X "$1" "$LIVE$2"
 }
 live_release() { curl -sS --max-time 5 "$LIVE/version"; }
+# expect_ended_at STEP OUTCOME: the newest deployment (or rollback) ended
+# with OUTCOME at STEP, not for another reason.
+expect_ended_at() {
+  local got
+  got=$(cutover history shop --json |
+    jq -r '.deployments[0] | "\(.outcome) \([.steps[] | select(.outcome == "failed") | .name] | first // "-")"')
+  [ "$got" = "$2 $1" ] || fail "expected the deployment to end $2 at its $1 step; it ended: $got"
+}
 expect_live() {  # expect_live RELEASE PROBLEM
   [ "$(live_release)" = "$1" ] || fail "$2"
   note "live: $1"
@@ -246,8 +270,11 @@ cart=$(shopper GET /cart)
 case "$cart" in *gadget*) ;; *) fail "the cart lost the gadget in the switch: $cart" ;; esac
 note "the same shopper's cart, now served by v2: $cart"
 order=$(shopper POST '/checkout?gift_message=Happy%20birthday')
-id=$(printf '%s' "$order" | jq -r .order_id)
-note "its checkout on v2, with a gift message: order $id: $(shopper GET "/orders/$id")"
+id=$(jq -er .order_id <<<"$order" 2>/dev/null) || fail "the checkout on v2 failed: $order"
+placed=$(shopper GET "/orders/$id")
+[ "$(jq -r .gift_message <<<"$placed" 2>/dev/null)" = "Happy birthday" ] ||
+  fail "order $id lost its gift message: $placed"
+note "its checkout on v2, with a gift message: order $id: $placed"
 sleep 1
 expect_no_errors_yet
 
@@ -282,11 +309,13 @@ note "applied $(( ($(now_ms) - forward_ms) / 1000 ))s after the roll forward:"
 cutover migrate status --service shop
 note "cutover rollback shop (to v1, which still writes orders.note):"
 if cutover rollback shop; then fail "the rollback to v1 was not refused"; fi
+expect_ended_at schema failed
 
 # ---------------------------------------------------------------------------
 say "v3: its catalog answers without the products field; the check step halts it"
 begin_phase "deploy-v3"
 if cutover deploy shop --release v3; then fail "v3 went live"; fi
+expect_ended_at check failed
 expect_live v2 "live traffic moved off v2"
 expect_no_errors_yet
 
@@ -295,6 +324,7 @@ say "v4: passes its checks, then fails every 5th request of real traffic; observ
 begin_phase "deploy-v4"
 v4_start=$(now_ms)
 if cutover deploy shop --release v4; then fail "v4 was kept"; fi
+expect_ended_at observe rolled_back
 expect_live v2 "live is not back on v2"
 show_traffic_since "$v4_start" "during v4"
 sleep 2

@@ -123,7 +123,7 @@ class Shopper {
       Pause();
       Step("GET", "/cart", [this](const json& body) { return CheckCart(body); });
       Pause();
-      if (++round % kRoundsPerOrder == 0 && !stopping.load()) {
+      if (++round % kRoundsPerOrder == 0) {
         if (Step("POST", "/checkout", [](const json& body) -> std::string {
               return body.contains("order_id") ? "" : "no_order_id";
             })) {
@@ -142,6 +142,7 @@ class Shopper {
   // a good answer.
   template <typename Judge>
   bool Step(const char* method, const std::string& path, Judge judge) {
+    if (stopping.load()) return false;  // asked to stop: no new request
     httplib::Headers headers;
     if (!sid_.empty()) headers.emplace("Cookie", "sid=" + sid_);
     httplib::Result res =
@@ -261,10 +262,17 @@ int main(int argc, char** argv) {
   }
   if (flags.host.empty()) return Usage("--url is required");
 
+  // Both files are opened before any request: a path that cannot be written
+  // is found now, not after the run.
   std::FILE* log = nullptr;
   if (!flags.log.empty()) {
-    log = std::fopen(flags.log.c_str(), "a");
+    log = std::fopen(flags.log.c_str(), "w");
     if (log == nullptr) return Usage("--log: cannot open " + flags.log);
+  }
+  std::FILE* out = stdout;
+  if (!flags.summary.empty()) {
+    out = std::fopen(flags.summary.c_str(), "w");
+    if (out == nullptr) return Usage("--summary: cannot open " + flags.summary);
   }
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
@@ -280,14 +288,7 @@ int main(int argc, char** argv) {
   for (std::thread& t : threads) t.join();
   if (log != nullptr) std::fclose(log);
 
-  const std::string summary = tally.Summary().dump() + "\n";
-  if (flags.summary.empty()) {
-    std::fputs(summary.c_str(), stdout);
-    return 0;
-  }
-  std::FILE* out = std::fopen(flags.summary.c_str(), "w");
-  if (out == nullptr) return Usage("--summary: cannot open " + flags.summary);
-  std::fputs(summary.c_str(), out);
-  std::fclose(out);
+  std::fputs((tally.Summary().dump() + "\n").c_str(), out);
+  if (out != stdout) std::fclose(out);
   return 0;
 }

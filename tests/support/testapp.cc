@@ -6,8 +6,9 @@
 // PostgreSQL connection opened at start, one statement prepared on it once.
 // With --fail-every N and --delay D it plays a bad release: every Nth request
 // is answered 500 "injected failure", every request waits D before its
-// answer (other connections keep being served meanwhile). /healthz is spared
-// both, so such a release still passes its health checks.
+// answer (other connections keep being served meanwhile). /healthz and
+// /__stats are spared both, so such a release still passes its health
+// checks and a test can still read its counts.
 //
 // Threading: one io_context on the main thread, one coroutine per connection.
 //
@@ -102,9 +103,9 @@ constexpr std::string_view kUsage =
     "  else \"testapp\"; --quiet turns off the per-request log line.\n"
     "  --database opens one connection at start and prepares --prepare on it once;\n"
     "  GET /db executes that statement.\n"
-    "  --fail-every N answers every Nth request (any path but /healthz) with 500\n"
-    "  \"injected failure\"; --delay DURATION (e.g. 20ms) waits that long before\n"
-    "  answering any request but /healthz.\n";
+    "  --fail-every N answers every Nth request (any path but /healthz and /__stats)\n"
+    "  with 500 \"injected failure\"; --delay DURATION (e.g. 20ms) waits that long\n"
+    "  before answering any request but those two.\n";
 
 template <typename T>
 std::optional<T> ParseNumber(std::string_view s) {
@@ -380,9 +381,9 @@ class App {
       Log(req.method_string(), target);
 
       // Faults played on purpose; health checks are spared so the release
-      // still gets through its health step.
+      // still gets through its health step, and /__stats so tests can read it.
       bool inject_failure = false;
-      if (path != "/healthz") {
+      if (path != "/healthz" && path != "/__stats") {
         if (flags_.delay.count() > 0) {
           // A timer, not a sleep: the other connections keep being served.
           asio::steady_timer wait(socket.get_executor(), flags_.delay);
