@@ -198,18 +198,7 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$work/backend.port" ] && break; sleep 0.05; done
 [ -s "$work/backend.port" ] || die "cutover-testapp did not start"
 
-# A port nothing answers on, below the ephemeral range: a port in that range
-# may be taken, before the listener binds it, by the local end of one of the
-# many client or upstream connections of the run.
-free_port() {
-  local p low
-  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  [ "${low:-0}" -gt 11024 ] || low=32768
-  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  return 1
-}
+. "$ROOT/scripts/lib.sh"  # free_port
 PORT=$(free_port)
 SOCK="$work/cutover.sock"
 cat >"$work/cutover.yaml" <<YAML

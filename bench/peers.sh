@@ -126,18 +126,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A port nothing answers on, below the ephemeral range: a port in that range
-# may be taken, before the listener binds it, by the local end of one of the
-# many client or upstream connections of the run.
-free_port() {
-  local p low
-  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  [ "${low:-0}" -gt 11024 ] || low=32768
-  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  return 1
-}
+. "$ROOT/scripts/lib.sh"  # free_port
 
 # Waits until GET / through 127.0.0.1:$1 answers 200 with the backend's body.
 wait_ready() {  # $3: the log to show when it never answers

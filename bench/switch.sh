@@ -25,13 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 100); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  return 1
-}
+. scripts/lib.sh  # free_port
 
 for c in blue green; do
   "$TESTAPP" --name "$c" --port 0 --port-file "$work/$c.port" --quiet >"$work/$c.log" 2>&1 &

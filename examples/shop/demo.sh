@@ -133,17 +133,7 @@ note() { printf '    %s\n' "$*"; }
 fail() { printf '\033[31mdemo: %s\033[0m\n' "$*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
-# A port nothing answers on, below the ephemeral range (where the demo's own
-# client and upstream connections take their local ports).
-free_port() {
-  local p low
-  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  [ "${low:-0}" -gt 11024 ] || low=32768
-  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  fail "no free port found"
-}
+. scripts/lib.sh  # free_port
 
 cutover() { "$CUTOVER" "$@" --config "$work/cutover.yaml"; }
 
@@ -179,8 +169,8 @@ for f in "examples/shop/migrations/$db"/*.sql; do
   version=$(basename "$f" | cut -c1-14)
   if [ "$version" -le "$V1_LAST" ]; then cp "$f" "$work/migrations/$db/"; else cp "$f" "$work/v2-migrations/"; fi
 done
-LISTEN=$(free_port)
-PREVIEW=$(free_port)
+LISTEN=$(free_port) || fail "no free port on 127.0.0.1"
+PREVIEW=$(free_port) || fail "no free port on 127.0.0.1"
 LIVE=http://127.0.0.1:$LISTEN
 if [ "$SERVICES" = 1 ]; then config=cutover-services.yaml; else config=cutover.yaml; fi
 sed -e "s/127.0.0.1:8080/127.0.0.1:$LISTEN/" -e "s/127.0.0.1:8081/127.0.0.1:$PREVIEW/" \
@@ -190,11 +180,11 @@ grep -q "rollback_window: ${WINDOW_S}s" "$work/cutover.yaml" ||
 
 if [ "$SERVICES" = 1 ]; then
   say "starting Redis and PostgreSQL 15 on free ports"
-  REDIS_PORT=$(free_port)
+  REDIS_PORT=$(free_port) || fail "no free port on 127.0.0.1"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --daemonize no >"$work/redis.log" 2>&1 &
   redis_pid=$!
-  PG_PORT=$(free_port)
+  PG_PORT=$(free_port) || fail "no free port on 127.0.0.1"
   pg_data="$work/pg/data"
   mkdir -p "$work/pg"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$work/pg"; fi
