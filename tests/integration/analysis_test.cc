@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -111,9 +113,28 @@ TEST_F(Analysis, ReplaySendsTheLiveReleasesRecentPathsToTheCandidate) {
     auto r = HttpGet("127.0.0.1", daemon_->port(), paths[i % 3]);
     ASSERT_TRUE(r) << r.error().message;
   }
-  CliResult v2 = daemon_->Cli({"deploy", "web", "--release", "v2"});
+  // v2 logs every request it gets (no --quiet).
+  CliResult v2 = daemon_->Cli(
+      {"deploy", "web", "--release", "v2", "--command", TestappBinary() + " --name v2"});
   ASSERT_EQ(v2.exit_code, 0) << v2.out;
-  EXPECT_TRUE(Contains(v2.out, "replayed live paths): 20 requests")) << v2.out;
+  EXPECT_TRUE(Contains(v2.out, "(3 replayed live paths): 20 requests")) << v2.out;
+  // What the candidate got before it went live: the three live paths, and
+  // nothing else but health checks.
+  CliResult logs = daemon_->Cli({"logs", "web"});
+  ASSERT_EQ(logs.exit_code, 0) << logs.out;
+  std::map<std::string, int> got;
+  std::istringstream lines(logs.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("GET ")) ++got[line.substr(4)];
+  }
+  EXPECT_GT(got["/"], 0) << logs.out;
+  EXPECT_GT(got["/cart"], 0) << logs.out;
+  EXPECT_GT(got["/?page=2"], 0) << logs.out;
+  EXPECT_EQ(got["/"] + got["/cart"] + got["/?page=2"], 20) << logs.out;
+  for (const auto& [path, n] : got) {
+    EXPECT_TRUE(path == "/" || path == "/cart" || path == "/?page=2" || path == "/healthz")
+        << path << " was sent to the candidate";
+  }
 
   // The candidate gets exactly those paths: a release failing every
   // request but the health checks is caught by the replay.
