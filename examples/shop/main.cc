@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -137,8 +138,10 @@ int main(int argc, char** argv) {
 
   std::atomic<bool> stopping{false};
   std::atomic<bool> failed{false};
+  std::atomic<bool> done{false};  // the accept loop has returned
   std::thread serving([&] {
     server.listen_after_bind();
+    done = true;
     if (!stopping) {
       // The accept loop ended without being asked to: wake the main thread.
       failed = true;
@@ -152,6 +155,11 @@ int main(int argc, char** argv) {
     shop::Log("the server stopped accepting connections");
   } else {
     shop::Log(std::string("received SIG") + sigabbrev_np(signal_number) + ", stopping");
+  }
+  // stop() does nothing before the accept loop runs: a signal in the first
+  // moments would otherwise leave this process waiting forever.
+  while (!done && !server.is_running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   server.stop();
   serving.join();
