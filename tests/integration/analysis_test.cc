@@ -107,12 +107,19 @@ TEST_F(Analysis, ReplaySendsTheLiveReleasesRecentPathsToTheCandidate) {
   CliResult v1 = daemon_->Cli({"deploy", "web", "--release", "v1"});
   ASSERT_EQ(v1.exit_code, 0) << v1.out;
   EXPECT_TRUE(Contains(v1.out, "analysis: skipped (nothing is live yet)")) << v1.out;
-  // Live traffic on three paths; one GET in eight is kept per router worker.
+  // Live traffic on three paths, on one keep-alive connection so that one
+  // router worker sees it all: that worker keeps one GET in eight, and eight
+  // steps through the three paths in turn, so all three are kept.
   const char* paths[] = {"/", "/cart", "/?page=2"};
+  auto conn = RawConn::Connect("127.0.0.1", daemon_->port());
+  ASSERT_TRUE(conn) << conn.error().message;
   for (int i = 0; i < 96; ++i) {
-    auto r = HttpGet("127.0.0.1", daemon_->port(), paths[i % 3]);
+    ASSERT_TRUE(conn->Send(BuildRequest("GET", paths[i % 3], "localhost")));
+    auto r = conn->ReadResponse(DeadlineIn(std::chrono::seconds(10)));
     ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->status, 200) << r->body;
   }
+  conn->Close();
   // v2 logs every request it gets (no --quiet).
   CliResult v2 = daemon_->Cli(
       {"deploy", "web", "--release", "v2", "--command", TestappBinary() + " --name v2"});
