@@ -226,7 +226,7 @@ live_release() { curl -sS --max-time 5 "$LIVE/version"; }
 expect_ended_at() {
   local got
   got=$(cutover history shop --json |
-    jq -r '.deployments[0] | "\(.outcome) \([.steps[] | select(.outcome == "failed") | .name] | first // "-")"')
+    jq -r '.deployments[0] | "\(.outcome) \(.failed_step // "-")"')
   [ "$got" = "$2 $1" ] || fail "expected the deployment to end $2 at its $1 step; it ended: $got"
 }
 expect_live() {  # expect_live RELEASE PROBLEM
@@ -333,15 +333,13 @@ echo
 echo "deployments (newest last):"
 jq -r '
   def dur: if . < 1000 then "\(.)ms" else "\(. / 100 | floor / 10)s" end;
-  ["ID", "RELEASE", "COLOR", "KIND", "OUTCOME", "DURATION", "SWITCH", "ENDED AT STEP"],
+  ["ID", "RELEASE", "COLOR", "KIND", "OUTCOME", "DURATION", "SWITCH", "FAILED STEP"],
   (.deployments | sort_by(.id)[] |
     [ (.id | tostring), .release, .color,
-      (if any(.steps[]; .name == "prepare") then "deploy" else "rollback" end),
-      .outcome,
+      .kind, .outcome,
       (.finished_unix_ms - .started_unix_ms | dur),
-      ([.steps[] | select(.name == "switch" and .outcome == "ok")
-        | .finished_unix_ms - .started_unix_ms | dur] | first // "-"),
-      ([.steps[] | select(.outcome == "failed") | .name] | first // "-") ])
+      (if .switch_ms == null then "-" else (.switch_ms | dur) end),
+      (.failed_step // "-") ])
   | @tsv' "$work/history.json" | column -t -s $'\t' | sed 's/^/    /'
 echo
 echo "requests served per color (the router's counters, checks through the preview included):"

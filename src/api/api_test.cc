@@ -235,6 +235,50 @@ TEST(ApiJsonTest, ServiceViewHasTheDocumentedShape) {
             "\n");
 }
 
+// A deployment record with steps named and ended as given; times 1000 ms apart
+// but for the switch, which takes 7 ms.
+DeploymentRecord WithSteps(std::vector<std::pair<std::string, std::string>> steps) {
+  DeploymentRecord d;
+  d.id = 4;
+  int64_t t = 1'000;
+  for (auto& [name, outcome] : steps) {
+    const int64_t took = name == "switch" ? 7 : 1'000;
+    d.steps.push_back({name, outcome, t, outcome == "pending" ? 0 : t + took, ""});
+    t += took;
+  }
+  return d;
+}
+
+TEST(ApiJsonTest, DeploymentSaysItsKindSwitchTimeAndFailedStep) {
+  Json ok = ToJson(WithSteps({{"prepare", "ok"}, {"start", "ok"}, {"switch", "ok"}}));
+  EXPECT_EQ(ok["kind"], "deploy");
+  EXPECT_EQ(ok["switch_ms"], 7);
+  EXPECT_TRUE(ok["failed_step"].is_null());
+
+  Json rollback = ToJson(WithSteps({{"schema", "ok"}, {"start", "ok"}, {"switch", "ok"}}));
+  EXPECT_EQ(rollback["kind"], "rollback");
+  EXPECT_EQ(rollback["switch_ms"], 7);
+
+  Json halted = ToJson(WithSteps({{"prepare", "ok"}, {"check", "failed"}, {"switch", "skipped"}}));
+  EXPECT_TRUE(halted["switch_ms"].is_null());
+  EXPECT_EQ(halted["failed_step"], "check");
+
+  Json observed = ToJson(WithSteps({{"prepare", "ok"}, {"switch", "ok"}, {"observe", "failed"}}));
+  EXPECT_EQ(observed["switch_ms"], 7);
+  EXPECT_EQ(observed["failed_step"], "observe");
+
+  EXPECT_EQ(ToJson(WithSteps({{"prepare", "ok"}, {"approve", "aborted"}}))["failed_step"],
+            "approve");
+  EXPECT_EQ(ToJson(WithSteps({{"prepare", "ok"}, {"healthy", "interrupted"}}))["failed_step"],
+            "healthy");
+  // What the CLI reads back says the same.
+  auto back = DeploymentFromJson(observed);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->kind(), "deploy");
+  EXPECT_EQ(back->switch_ms(), 7);
+  EXPECT_EQ(back->failed_step(), "observe");
+}
+
 TEST(ApiJsonTest, ColorWithoutTargetsIsAnEmptyList) {
   Json json = ToJson(ApiService());
   EXPECT_EQ(json["live"], "green");

@@ -131,6 +131,11 @@ Json ToJson(const DeploymentRecord& d) {
   json["finished_unix_ms"] = d.finished_unix_ms;
   json["outcome"] = d.outcome;
   json["message"] = d.message;
+  json["kind"] = std::string(d.kind());
+  json["switch_ms"] = nullptr;
+  if (d.switch_ms() >= 0) json["switch_ms"] = d.switch_ms();
+  json["failed_step"] = nullptr;
+  if (!d.failed_step().empty()) json["failed_step"] = std::string(d.failed_step());
   Json steps = Json::array();
   for (const StepRecord& step : d.steps) steps.push_back(ToJson(step));
   json["steps"] = std::move(steps);

@@ -429,17 +429,20 @@ int RunHistory(const ClientOptions& options, const std::string& service, bool js
   if (!parsed || !parsed->contains("deployments")) {
     return Fail(kExitFailed, "unexpected answer from the daemon");
   }
-  std::vector<std::vector<std::string>> rows = {
-      {"ID", "RELEASE", "COLOR", "OUTCOME", "STARTED (UTC)", "DURATION", "BY", "MESSAGE"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "RELEASE", "COLOR", "KIND", "OUTCOME",
+                                                 "STARTED (UTC)", "DURATION", "SWITCH",
+                                                 "FAILED STEP", "BY", "MESSAGE"}};
   for (const Json& item : (*parsed)["deployments"]) {
     auto d = DeploymentFromJson(item);
     if (!d) continue;
     std::string message = d->message.substr(0, d->message.find('\n'));
+    const std::string_view failed = d->failed_step();
     rows.push_back(
-        {std::to_string(d->id), d->release, std::string(ColorName(d->color)), d->outcome,
-         FormatTime(d->started_unix_ms),
+        {std::to_string(d->id), d->release, std::string(ColorName(d->color)),
+         std::string(d->kind()), d->outcome, FormatTime(d->started_unix_ms),
          d->finished_unix_ms == 0 ? "-" : FormatElapsed(d->finished_unix_ms - d->started_unix_ms),
-         d->actor, message});
+         d->switch_ms() < 0 ? "-" : FormatElapsed(d->switch_ms()),
+         failed.empty() ? "-" : std::string(failed), d->actor, message});
   }
   if (rows.size() == 1) {
     fmt::print("{}: no deployments yet\n", service);

@@ -58,6 +58,28 @@ struct DeploymentRecord {
   std::string message;
   std::string spec_json;  // the driver's description of the release
   std::vector<StepRecord> steps;
+
+  // "deploy" or "rollback": a deployment's steps start with "prepare", a
+  // rollback's never include it.
+  std::string_view kind() const {
+    return !steps.empty() && steps.front().name == "prepare" ? "deploy" : "rollback";
+  }
+  // How long the switch took (its step, when it switched); -1 when it did not.
+  int64_t switch_ms() const {
+    for (const StepRecord& s : steps) {
+      if (s.name == "switch" && s.outcome == "ok") return s.finished_unix_ms - s.started_unix_ms;
+    }
+    return -1;
+  }
+  // The first step that failed, was aborted or was interrupted; "" when
+  // none did.
+  std::string_view failed_step() const {
+    for (const StepRecord& s : steps) {
+      if (s.outcome == "failed" || s.outcome == "aborted" || s.outcome == "interrupted")
+        return s.name;
+    }
+    return {};
+  }
 };
 
 class Store {

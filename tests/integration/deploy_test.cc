@@ -274,13 +274,18 @@ TEST_F(Deploy, FirstReleaseThenSecondWithAutoPromotionKeepsThePreviousForRollbac
   EXPECT_EQ(history["deployments"][1]["release"], "v1");
   EXPECT_EQ(history["deployments"][1]["color"], "blue");
   EXPECT_EQ(history["deployments"][1]["outcome"], "succeeded");
+  for (const json& d : history["deployments"]) {
+    EXPECT_EQ(d["kind"], "deploy") << d.dump(2);
+    EXPECT_TRUE(d["switch_ms"].is_number_integer()) << d.dump(2);
+    EXPECT_TRUE(d["failed_step"].is_null()) << d.dump(2);
+  }
 
   CliResult table = RunCli(*daemon_, {"history", "web"});
   ASSERT_EQ(table.exit_code, 0) << table.out;
-  EXPECT_TRUE(std::regex_search(table.out, std::regex(R"(2\s+v2\s+green\s+succeeded)")))
-      << table.out;
-  EXPECT_TRUE(std::regex_search(table.out, std::regex(R"(1\s+v1\s+blue\s+succeeded)")))
-      << table.out;
+  // ID RELEASE COLOR KIND OUTCOME STARTED (date, time) DURATION SWITCH FAILED-STEP
+  const std::string row = R"(\s+deploy\s+succeeded\s+\S+\s+\S+\s+\d+ms\s+\d+ms\s+-\s)";
+  EXPECT_TRUE(std::regex_search(table.out, std::regex("2\\s+v2\\s+green" + row))) << table.out;
+  EXPECT_TRUE(std::regex_search(table.out, std::regex("1\\s+v1\\s+blue" + row))) << table.out;
 }
 
 TEST_F(Deploy, ManualPromotionWaitsWithTheCandidateOnThePreview) {
@@ -631,6 +636,8 @@ TEST_F(Deploy, SessionCheckNeedsStateBothReleasesShare) {
   ASSERT_EQ(history["deployments"].size(), 3u) << history.dump(2);
   EXPECT_EQ(history["deployments"][0]["outcome"], "succeeded");
   EXPECT_EQ(history["deployments"][1]["outcome"], "failed");
+  EXPECT_EQ(history["deployments"][1]["failed_step"], "check") << history.dump(2);
+  EXPECT_TRUE(history["deployments"][1]["switch_ms"].is_null()) << history.dump(2);
 }
 
 TEST_F(Deploy, SecondDeploymentWhileOneRunsIsRefused) {

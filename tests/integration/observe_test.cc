@@ -244,6 +244,8 @@ TEST_F(Observe, ErrorRateOverTheThresholdSwitchesBackWithinTheWindow) {
   EXPECT_EQ(d["outcome"], "rolled_back") << d.dump(2);
   const std::string message = d["message"].get<std::string>();
   EXPECT_TRUE(message.starts_with("observe: v2 over the last ")) << message;
+  EXPECT_EQ(d["failed_step"], "observe") << d.dump(2);
+  EXPECT_TRUE(d["switch_ms"].is_number_integer()) << d.dump(2);
   EXPECT_TRUE(Contains(message, "error rate")) << message;
   EXPECT_TRUE(Contains(message, kErrorRateBreach)) << message;
   EXPECT_TRUE(Contains(message, "switched back to v1 on blue")) << message;

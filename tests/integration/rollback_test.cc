@@ -25,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -370,9 +371,16 @@ TEST_F(Rollback, InsideTheWindowSwitchesBackAtOnce) {
   EXPECT_EQ(list[1].value("outcome", ""), "rolled_back") << list[1].dump(2);
   EXPECT_EQ(list[2].value("release", ""), "v1");
   EXPECT_EQ(list[2].value("outcome", ""), "succeeded");
+  EXPECT_EQ(list[0].value("kind", ""), "rollback") << list[0].dump(2);
+  EXPECT_EQ(list[1].value("kind", ""), "deploy") << list[1].dump(2);
+  EXPECT_TRUE(list[0]["switch_ms"].is_number_integer()) << list[0].dump(2);
+  EXPECT_TRUE(list[0]["failed_step"].is_null()) << list[0].dump(2);
   CliResult h = Cli({"history", "web"});
   EXPECT_EQ(h.exit_code, 0) << h.out;
-  EXPECT_NE(h.out.find("rolled_back"), std::string::npos) << h.out;
+  EXPECT_TRUE(std::regex_search(h.out, std::regex(R"(3\s+v1\s+blue\s+rollback\s+succeeded)")))
+      << h.out;
+  EXPECT_TRUE(std::regex_search(h.out, std::regex(R"(2\s+v2\s+green\s+deploy\s+rolled_back)")))
+      << h.out;
 }
 
 TEST_F(Rollback, AfterTheWindowStartsThePreviousReleaseAgainFirst) {
