@@ -40,12 +40,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$need_fds" ] ||
   die "the open-file limit is $(ulimit -n) (hard $(ulimit -Hn)); $need_fds are needed"
 
+. "$ROOT/scripts/lib.sh"  # free_port, build_release
 log "building cutover (Release) in $BUILD_DIR"
-{
-  # shellcheck disable=SC2086  # CMAKE_ARGS: extra configure arguments, split on spaces
-  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} &&
-    cmake --build "$BUILD_DIR" --target cutover cutover-testapp -j2
-} >&2 || die "Release build failed"
+build_release "$BUILD_DIR" || die "Release build failed"
 
 work=$(mktemp -d /tmp/cutover-idle.XXXXXX)
 pids=()
@@ -198,7 +195,6 @@ pids+=($!)
 for _ in $(seq 100); do [ -s "$work/backend.port" ] && break; sleep 0.05; done
 [ -s "$work/backend.port" ] || die "cutover-testapp did not start"
 
-. "$ROOT/scripts/lib.sh"  # free_port
 PORT=$(free_port)
 SOCK="$work/cutover.sock"
 cat >"$work/cutover.yaml" <<YAML

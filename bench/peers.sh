@@ -83,12 +83,9 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$HAPROXY" ] || die "haproxy not found"
 [ -x "$NGINX" ] || die "nginx not found"
 
+. "$ROOT/scripts/lib.sh"  # free_port, build_release
 log "building cutover (Release) in $BUILD_DIR"
-{
-  # shellcheck disable=SC2086  # CMAKE_ARGS: extra configure arguments, split on spaces
-  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} &&
-    cmake --build "$BUILD_DIR" --target cutover cutover-testapp -j2
-} >&2 || die "Release build failed"
+build_release "$BUILD_DIR" || die "Release build failed"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT=$(ulimit -n)
@@ -126,7 +123,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-. "$ROOT/scripts/lib.sh"  # free_port
 
 # Waits until GET / through 127.0.0.1:$1 answers 200 with the backend's body.
 wait_ready() {  # $3: the log to show when it never answers

@@ -13,3 +13,14 @@ free_port() {
   done
   return 1
 }
+
+# Builds cutover and cutover-testapp in Release mode in $1 (the benchmarks'
+# build; CMAKE_ARGS adds configure arguments). Its output goes to stderr.
+build_release() {
+  {
+    # shellcheck disable=SC2086  # CMAKE_ARGS: extra configure arguments, split on spaces
+    cmake -S "$(dirname "${BASH_SOURCE[0]}")/.." -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      ${CMAKE_ARGS:-} &&
+      cmake --build "$1" --target cutover cutover-testapp -j2
+  } >&2
+}

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "support/postgres_server.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -194,6 +196,12 @@ TEST_F(ShopDemo, SqliteScenario) {
 }
 
 TEST_F(ShopDemo, RedisAndPostgresScenario) {
+  if (!cutover::test::PostgresAvailable()) {
+    GTEST_SKIP() << cutover::test::PostgresUnavailableReason();
+  }
+  if (std::system("command -v redis-server >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "redis-server is not installed (scripts/setup installs it)";
+  }
   ASSERT_EQ(RunDemo("--services"), 0);
   ExpectScenario();
 }

@@ -20,10 +20,15 @@ namespace {
 constexpr int kTtlSeconds = 7 * 24 * 3600;
 constexpr timeval kTimeout = {2, 0};
 
-// Removes one of an item; the field goes at zero, in one step on the server.
-constexpr const char* kRemoveScript =
-    "local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1) "
+// Adds (ARGV[2] = 1) or removes (-1) one of item ARGV[1] in cart KEYS[1],
+// dropping the field at zero, and keeps the cart and session KEYS[2] for
+// ARGV[3] seconds more: one step on the server, so that no change is ever
+// left without its expiry, and both keys live a week after the last change.
+constexpr const char* kChangeScript =
+    "local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2]) "
     "if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end "
+    "redis.call('EXPIRE', KEYS[1], ARGV[3]) "
+    "redis.call('EXPIRE', KEYS[2], ARGV[3]) "
     "return n";
 
 struct ContextFree {
@@ -58,15 +63,11 @@ class RedisCartStore final : public CartStore {
   }
 
   Status Add(const std::string& sid, const std::string& item) override {
-    if (Status s = Done(Command({"HINCRBY", CartKey(sid), item, "1"})); !s) return s;
-    if (Status s = Done(Command({"EXPIRE", CartKey(sid), std::to_string(kTtlSeconds)})); !s) {
-      return s;
-    }
-    return Done(Command({"EXPIRE", SessionKey(sid), std::to_string(kTtlSeconds)}));
+    return Change(sid, item, "1");
   }
 
   Status Remove(const std::string& sid, const std::string& item) override {
-    return Done(Command({"EVAL", kRemoveScript, "1", CartKey(sid), item}));
+    return Change(sid, item, "-1");
   }
 
   Result<Cart> Get(const std::string& sid) override {
@@ -101,6 +102,11 @@ class RedisCartStore final : public CartStore {
   }
 
  private:
+  Status Change(const std::string& sid, const std::string& item, const char* delta) {
+    return Done(Command({"EVAL", kChangeScript, "2", CartKey(sid), SessionKey(sid), item, delta,
+                         std::to_string(kTtlSeconds)}));
+  }
+
   Result<Context> Connect() {
     Context c(redisConnectWithTimeout(address_.host.c_str(), address_.port, kTimeout));
     if (!c) return Fail("cannot allocate a Redis context");

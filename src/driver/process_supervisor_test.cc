@@ -338,9 +338,11 @@ TEST_F(ProcessSupervisorTest, StopEscalatesToSigkillAfterTheStopTimeout) {
 
 TEST_F(ProcessSupervisorTest, StopWaitsForAGrandchildThatOutlivesTheLeader) {
   ProcessSupervisor& supervisor = Supervisor();
-  // The shell dies of SIGTERM; the process it started ignores it.
-  InstanceSpec spec =
-      Spec("sh -c \"trap '' TERM; echo ready; exec sleep 300\" & echo $! > grandchild.pid; wait");
+  // The shell dies of SIGTERM; the process it started ignores it. That
+  // process writes its pid before "ready", so the file is whole once the log
+  // says ready.
+  InstanceSpec spec = Spec(
+      "sh -c \"echo \\$\\$ > grandchild.pid; trap '' TERM; echo ready; exec sleep 300\" & wait");
   spec.stop_timeout = 300ms;
   ASSERT_TRUE(supervisor.Start(spec));
   InstanceStatus status = WaitRunning();
