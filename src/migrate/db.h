@@ -70,6 +70,12 @@ class MigrationDb {
   // Runs one statement of a migration file.
   virtual ExecResult Exec(std::string_view statement) = 0;
 
+  // Whether index `name` (as a statement writes it: quotes and schema kept,
+  // resolved through the statements' search path) exists and is valid:
+  // nullopt when there is none. SQLite has no invalid indexes and answers
+  // nullopt.
+  virtual Result<std::optional<bool>> IndexValid(std::string_view name) = 0;
+
   // Interrupts the statement that runs; callable from any thread.
   virtual std::function<void()> Interrupter() = 0;
   // Where the database's notices go (PostgreSQL NOTICE, WARNING).

@@ -4,6 +4,7 @@
 // Pure functions; safe from any thread.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,5 +43,11 @@ std::vector<LintFinding> Lint(const MigrationFile& file, Dialect dialect);
 
 // True when any finding is an error that no allowance overrides.
 bool HasLintErrors(const std::vector<LintFinding>& findings);
+
+// The index a PostgreSQL statement builds when it is CREATE [UNIQUE] INDEX
+// CONCURRENTLY [IF NOT EXISTS] with a name, as written (quotes and schema
+// kept: what to_regclass() and DROP INDEX take); nullopt for any other
+// statement. Such a build that fails leaves the index behind, INVALID.
+std::optional<std::string> ConcurrentIndexName(std::string_view statement);
 
 }  // namespace cutover

@@ -525,5 +525,23 @@ TEST(LintTest, UnterminatedStatementDoesNotCrash) {
   EXPECT_EQ(Rules(LintPg("ALTER TABLE t ALTER COLUMN c TYPE")), (Strings{"change-column-type"}));
 }
 
+TEST(ConcurrentIndexNameTest, NamesTheIndexAConcurrentBuildCreates) {
+  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY orders_ref ON orders (ref)"),
+            "orders_ref");
+  EXPECT_EQ(ConcurrentIndexName("-- why\ncreate unique index concurrently if not exists "
+                                "\"Orders Ref\" on only orders (ref)"),
+            "\"Orders Ref\"");
+  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY /* x */ s.i ON t (a)"), "s.i");
+}
+
+TEST(ConcurrentIndexNameTest, IgnoresEveryOtherStatement) {
+  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY ON orders (ref)"), std::nullopt);
+  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX orders_ref ON orders (ref)"), std::nullopt);
+  EXPECT_EQ(ConcurrentIndexName("DROP INDEX CONCURRENTLY orders_ref"), std::nullopt);
+  EXPECT_EQ(ConcurrentIndexName("REINDEX INDEX CONCURRENTLY orders_ref"), std::nullopt);
+  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY"), std::nullopt);
+  EXPECT_EQ(ConcurrentIndexName(""), std::nullopt);
+}
+
 }  // namespace
 }  // namespace cutover

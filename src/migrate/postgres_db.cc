@@ -220,6 +220,17 @@ class PostgresDb final : public MigrationDb {
     return std::unexpected(ResultError(work_.get(), r.get()));
   }
 
+  Result<std::optional<bool>> IndexValid(std::string_view name) override {
+    // On the statements' connection: its search path is theirs.
+    Result<PgResult> r = Query(work_.get(),
+                               "SELECT i.indisvalid FROM pg_index AS i "
+                               "WHERE i.indexrelid = to_regclass($1)",
+                               {std::string(name)});
+    if (!r) return std::unexpected(r.error());
+    if (Pq().PQntuples(r->get()) == 0) return std::optional<bool>();
+    return std::optional<bool>(Field(r->get(), 0, 0) == "t");
+  }
+
   std::function<void()> Interrupter() override {
     std::shared_ptr<PGcancel> cancel = cancel_;
     return [cancel] {

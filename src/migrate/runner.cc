@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "migrate/db.h"
+#include "migrate/lint.h"
 
 namespace cutover {
 
@@ -116,6 +117,17 @@ class FileRunner {
     return true;
   }
 
+  // Whether index `name` is valid; nullopt when there is none. When the
+  // catalog cannot be read, "valid": nothing is dropped on a guess.
+  std::optional<bool> IndexState(const std::string& name) {
+    Result<std::optional<bool>> valid = db_.IndexValid(name);
+    return valid ? *valid : std::optional<bool>(true);
+  }
+
+  ExecResult DropIndex(const std::string& name) {
+    return db_.Exec("DROP INDEX CONCURRENTLY IF EXISTS " + name);
+  }
+
   std::string Where(const MigrationFile& f, const Statement* s, const DbError& e) const {
     if (s != nullptr) return Located(f, *s, e);
     return fmt::format("{}: {}", f.filename, e.message);
@@ -203,6 +215,9 @@ class FileRunner {
     if (ExecResult t = db_.SetLockTimeout(LockTimeout(f)); !t) {
       return Fail(f, run, Where(f, nullptr, t.error()), false);
     }
+    // Set when the last attempt of the statement that runs left the index
+    // it builds behind, INVALID.
+    bool left_index = false;
     for (int i = skip; i < static_cast<int>(statements_.size()); ++i) {
       const Statement& s = statements_[i];
       if (Cancelled()) {
@@ -210,13 +225,54 @@ class FileRunner {
                     fmt::format("{}:{}: cancelled before this statement", f.filename, s.line),
                     true);
       }
+      std::optional<std::string> index;
+      if (db_.dialect() == Dialect::kPostgres) index = ConcurrentIndexName(s.text);
+      if (index && left_index) {
+        progress_(fmt::format("{}:{}: dropping the INVALID index {} the failed attempt left",
+                              f.filename, s.line, *index));
+        if (ExecResult dropped = DropIndex(*index); !dropped) {
+          if (Retry(f, run, &s, dropped.error())) {
+            --i;
+            continue;
+          }
+          return Fail(f, run,
+                      fmt::format("{}:{}: the failed build left the INVALID index {}, and "
+                                  "dropping it failed: {}; drop it (DROP INDEX CONCURRENTLY {}) "
+                                  "before running again",
+                                  f.filename, s.line, *index, dropped.error().message, *index),
+                      dropped.error().cancelled || Cancelled());
+        }
+        left_index = false;
+      }
+      const std::optional<bool> before = index ? IndexState(*index) : std::nullopt;
       ExecResult done = db_.Exec(s.text);
       if (!done) {
+        // A build that started leaves its index behind, INVALID: unused, but
+        // kept up to date by every write, and its name taken.
+        left_index = index && !before && IndexState(*index) == false;
         if (Retry(f, run, &s, done.error())) {
           --i;
           continue;
         }
-        return Fail(f, run, Located(f, s, done.error()), done.error().cancelled || Cancelled());
+        std::string message = Located(f, s, done.error());
+        if (left_index) {
+          ExecResult dropped = DropIndex(*index);
+          message += dropped ? fmt::format(
+                                   "\n(the failed build left the INVALID index {}; "
+                                   "cutover dropped it)",
+                                   *index)
+                             : fmt::format(
+                                   "\n(the failed build left the INVALID index {}, and "
+                                   "dropping it failed: {}; drop it (DROP INDEX "
+                                   "CONCURRENTLY {}) before running again)",
+                                   *index, dropped.error().message, *index);
+        } else if (before == false) {
+          message += fmt::format(
+              "\n(an INVALID index {} was there before: a build that failed earlier left it; "
+              "drop it (DROP INDEX CONCURRENTLY {}) and run again)",
+              *index, *index);
+        }
+        return Fail(f, run, message, done.error().cancelled || Cancelled());
       }
       if (Status saved = db_.MarkProgress(f.version, i + 1, PrefixSha(statements_, i + 1));
           !saved) {

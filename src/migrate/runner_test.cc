@@ -375,6 +375,23 @@ class RunnerTest : public RunnerFixture, public testing::WithParamInterface<Dial
 class PostgresRunnerTest : public RunnerFixture {
  protected:
   PostgresRunnerTest() : RunnerFixture(Dialect::kPostgres) {}
+
+  static constexpr std::string_view kOrdersRefFile = "20260102000000_orders_ref.expand.sql";
+
+  // Writes the file that builds the unique index orders_ref concurrently,
+  // with the header lines `headers` (each ending in a newline) first.
+  void WriteOrdersRefIndex(const std::string& headers = "") {
+    Write(std::string(kOrdersRefFile),
+          "-- cutover: no-transaction\n" + headers +
+              "CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON orders (ref);\n");
+  }
+
+  // "t" or "f" for the index orders_ref's validity, "" when there is none.
+  std::string OrdersRefValid() {
+    return Value(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = 'orders_ref'");
+  }
 };
 
 INSTANTIATE_TEST_SUITE_P(Dialects, RunnerTest,
@@ -703,6 +720,82 @@ TEST_F(PostgresRunnerTest, NoTransactionFileResumesAfterItsAppliedStatements) {
   ASSERT_TRUE(resumed.ok) << Describe(resumed);
   EXPECT_EQ(Value("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'"), "2");
   EXPECT_EQ(StateOf(index), "applied");
+}
+
+// --- A failed CREATE INDEX CONCURRENTLY ---
+
+TEST_F(PostgresRunnerTest, AFailedConcurrentBuildLeavesNoInvalidIndexBehind) {
+  Write("20260101000000_create_orders.expand.sql",
+        "CREATE TABLE orders (id integer, ref text);\n"
+        "INSERT INTO orders VALUES (1, 'a'), (2, 'a'), (3, 'b');\n");
+  WriteOrdersRefIndex();
+  RunReport failed = Run(Phase::kExpand);
+  EXPECT_FALSE(failed.ok);
+  ASSERT_EQ(failed.files.size(), 2u) << Describe(failed);
+  const std::string& message = failed.files[1].message;
+  EXPECT_TRUE(HasText(message, std::string(kOrdersRefFile) + ":2:"));
+  EXPECT_TRUE(HasText(message, "could not create unique index"));
+  EXPECT_TRUE(HasText(message,
+                      "the failed build left the INVALID index orders_ref; cutover "
+                      "dropped it"));
+  EXPECT_EQ(Value("SELECT count(*) FROM pg_class WHERE relname = 'orders_ref'"), "0");
+
+  // Once the data is fixed, the same file runs again (without the drop the
+  // name would be taken: "relation orders_ref already exists").
+  Rows("DELETE FROM orders WHERE id = 2");
+  RunReport again = Run(Phase::kExpand);
+  ASSERT_TRUE(again.ok) << Describe(again);
+  EXPECT_EQ(OrdersRefValid(), "t");
+}
+
+TEST_F(PostgresRunnerTest, AnInvalidIndexLeftByAnEarlierBuildIsNamedNotDropped) {
+  Write("20260101000000_create_orders.expand.sql",
+        "CREATE TABLE orders (id integer, ref text);\n"
+        "INSERT INTO orders VALUES (1, 'a'), (2, 'a');\n");
+  ASSERT_TRUE(Run(Phase::kExpand).ok);
+  // Someone else's failed build, outside cutover.
+  EXPECT_FALSE(Query("CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON orders (ref)").has_value());
+  ASSERT_EQ(OrdersRefValid(), "f");
+  Rows("DELETE FROM orders WHERE id = 2");
+  WriteOrdersRefIndex();
+  RunReport failed = Run(Phase::kExpand);
+  EXPECT_FALSE(failed.ok);
+  ASSERT_EQ(failed.files.size(), 1u) << Describe(failed);
+  EXPECT_TRUE(HasText(failed.files[0].message, "already exists"));
+  EXPECT_TRUE(HasText(failed.files[0].message,
+                      "an INVALID index orders_ref was there before: a build that failed earlier "
+                      "left it; drop it (DROP INDEX CONCURRENTLY orders_ref) and run again"));
+  // Not cutover's to drop: it is still there.
+  EXPECT_EQ(Value("SELECT count(*) FROM pg_class WHERE relname = 'orders_ref'"), "1");
+}
+
+TEST_F(PostgresRunnerTest, ALockTimeoutInAConcurrentBuildIsRetriedFromACleanSlate) {
+  Write("20260101000000_create_orders.expand.sql",
+        "CREATE TABLE orders (id integer, ref text);\nINSERT INTO orders VALUES (1, 'a');\n");
+  ASSERT_TRUE(Run(Phase::kExpand).ok);
+  // A writer's transaction is open: the build creates its index, then waits
+  // for that transaction, and times out, leaving the index INVALID.
+  auto writer = PgSession::Connect(url_.target);
+  ASSERT_TRUE(writer.has_value()) << writer.error().message;
+  ASSERT_TRUE(writer->Query("BEGIN; INSERT INTO orders VALUES (2, 'b');").has_value());
+  std::thread commit([&writer] {
+    std::this_thread::sleep_for(1s);
+    auto committed = writer->Query("COMMIT");
+    EXPECT_TRUE(committed.has_value()) << committed.error().message;
+  });
+  WriteOrdersRefIndex("-- cutover: lock-timeout=200ms\n");
+  RunOptions options;
+  options.lock_retries = 20;
+  RunReport report = Run(Phase::kExpand, options);
+  commit.join();
+  ASSERT_TRUE(report.ok) << Describe(report) << AllProgress();
+  ASSERT_EQ(report.files.size(), 1u);
+  EXPECT_GT(report.files[0].attempts, 1);
+  EXPECT_TRUE(HasText(AllProgress(), "lock timeout"));
+  EXPECT_TRUE(HasText(AllProgress(), std::string(kOrdersRefFile) +
+                                         ":3: dropping the INVALID index orders_ref the failed "
+                                         "attempt left"));
+  EXPECT_EQ(OrdersRefValid(), "t");
 }
 
 // --- Two runners ---

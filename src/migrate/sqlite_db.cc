@@ -159,6 +159,10 @@ class SqliteDb final : public MigrationDb {
     return {};
   }
 
+  Result<std::optional<bool>> IndexValid(std::string_view) override {
+    return std::optional<bool>();
+  }
+
   std::function<void()> Interrupter() override {
     sqlite3* db = db_;
     return [db] { sqlite3_interrupt(db); };
