@@ -19,8 +19,8 @@ using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>
 
 IoBuffers::IoBuffers(size_t cap)
     : capacity(cap),
-      client(std::make_unique<char[]>(cap)),
-      upstream(std::make_unique<char[]>(cap)) {
+      client(std::make_unique_for_overwrite<char[]>(cap)),
+      upstream(std::make_unique_for_overwrite<char[]>(cap)) {
   head_out.reserve(2048);
   method.reserve(16);
   path.reserve(256);
