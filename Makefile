@@ -43,7 +43,6 @@ demo-router: setup
 	BUILD=$(BUILD) scripts/demo-router $(DEMO_ARGS)
 
 bench: setup
-	$(MAKE) build
 	bench/peers.sh
 	bench/idle.sh
 	bench/switch.sh
