@@ -123,7 +123,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-
 # Waits until GET / through 127.0.0.1:$1 answers 200 with the backend's body.
 wait_ready() {  # $3: the log to show when it never answers
   local port=$1 name=$2 log_file=${3:-} out

@@ -2,20 +2,20 @@
 # Switch benchmark: wrk at 256 connections for 30 s through cutover while 1000
 # switches (blue <-> green) happen. Prints requests, non-2xx responses and
 # socket errors; the goal is 0 errors. Everything stays on 127.0.0.1.
-# Builds cutover in Release mode in build-release/ (BUILD=DIR for another).
+# Builds cutover in Release mode in build-release/, as the other benchmarks do.
 # Usage: bench/switch.sh [SECONDS] [SWITCHES] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-30}
 SWITCHES=${2:-1000}
 CONNS=${3:-256}
-BUILD=${BUILD:-build-release}
-CUTOVER="$BUILD/cutover"
-TESTAPP="$BUILD/cutover-testapp"
+BUILD_DIR="$(pwd)/build-release"
+CUTOVER="$BUILD_DIR/cutover"
+TESTAPP="$BUILD_DIR/cutover-testapp"
 command -v wrk >/dev/null || { echo "switch.sh: wrk is missing; run 'scripts/setup'" >&2; exit 2; }
 . scripts/lib.sh  # free_port, build_release
-echo "switch.sh: building cutover (Release) in $BUILD" >&2
-build_release "$BUILD" || { echo "switch.sh: the Release build failed" >&2; exit 1; }
+echo "switch.sh: building cutover (Release) in $BUILD_DIR" >&2
+build_release "$BUILD_DIR" || { echo "switch.sh: the Release build failed" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/cutover-switch.XXXXXX)
 pids=()
@@ -25,7 +25,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
 
 for c in blue green; do
   "$TESTAPP" --name "$c" --port 0 --port-file "$work/$c.port" --quiet >"$work/$c.log" 2>&1 &

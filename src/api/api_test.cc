@@ -274,9 +274,9 @@ TEST(ApiJsonTest, DeploymentSaysItsKindSwitchTimeAndFailedStep) {
   // What the CLI reads back says the same.
   auto back = DeploymentFromJson(observed);
   ASSERT_TRUE(back.has_value());
-  EXPECT_EQ(back->kind(), "deploy");
-  EXPECT_EQ(back->switch_ms(), 7);
-  EXPECT_EQ(back->failed_step(), "observe");
+  EXPECT_EQ(back->Kind(), "deploy");
+  EXPECT_EQ(back->SwitchMs(), 7);
+  EXPECT_EQ(back->FailedStep(), "observe");
 }
 
 TEST(ApiJsonTest, ColorWithoutTargetsIsAnEmptyList) {

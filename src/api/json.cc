@@ -131,11 +131,11 @@ Json ToJson(const DeploymentRecord& d) {
   json["finished_unix_ms"] = d.finished_unix_ms;
   json["outcome"] = d.outcome;
   json["message"] = d.message;
-  json["kind"] = std::string(d.kind());
+  json["kind"] = std::string(d.Kind());
   json["switch_ms"] = nullptr;
-  if (d.switch_ms() >= 0) json["switch_ms"] = d.switch_ms();
+  if (d.SwitchMs() >= 0) json["switch_ms"] = d.SwitchMs();
   json["failed_step"] = nullptr;
-  if (!d.failed_step().empty()) json["failed_step"] = std::string(d.failed_step());
+  if (!d.FailedStep().empty()) json["failed_step"] = std::string(d.FailedStep());
   Json steps = Json::array();
   for (const StepRecord& step : d.steps) steps.push_back(ToJson(step));
   json["steps"] = std::move(steps);

@@ -436,12 +436,12 @@ int RunHistory(const ClientOptions& options, const std::string& service, bool js
     auto d = DeploymentFromJson(item);
     if (!d) continue;
     std::string message = d->message.substr(0, d->message.find('\n'));
-    const std::string_view failed = d->failed_step();
+    const std::string_view failed = d->FailedStep();
     rows.push_back(
         {std::to_string(d->id), d->release, std::string(ColorName(d->color)),
-         std::string(d->kind()), d->outcome, FormatTime(d->started_unix_ms),
+         std::string(d->Kind()), d->outcome, FormatTime(d->started_unix_ms),
          d->finished_unix_ms == 0 ? "-" : FormatElapsed(d->finished_unix_ms - d->started_unix_ms),
-         d->switch_ms() < 0 ? "-" : FormatElapsed(d->switch_ms()),
+         d->SwitchMs() < 0 ? "-" : FormatElapsed(d->SwitchMs()),
          failed.empty() ? "-" : std::string(failed), d->actor, message});
   }
   if (rows.size() == 1) {

@@ -29,6 +29,12 @@ struct DbError {
 
 using ExecResult = std::expected<void, DbError>;
 
+// An index as the catalog has it.
+struct IndexInfo {
+  std::string qualified;  // schema.name, quoted where needed: what DROP INDEX takes
+  bool valid = true;      // false: a failed concurrent build left it, unused
+};
+
 class MigrationDb {
  public:
   virtual ~MigrationDb() = default;
@@ -70,11 +76,12 @@ class MigrationDb {
   // Runs one statement of a migration file.
   virtual ExecResult Exec(std::string_view statement) = 0;
 
-  // Whether index `name` (as a statement writes it: quotes and schema kept,
-  // resolved through the statements' search path) exists and is valid:
+  // The index named `name` (as the catalog stores it) on `table` (as a
+  // statement writes it, resolved through the statements' search path):
   // nullopt when there is none. SQLite has no invalid indexes and answers
   // nullopt.
-  virtual Result<std::optional<bool>> IndexValid(std::string_view name) = 0;
+  virtual Result<std::optional<IndexInfo>> FindIndex(std::string_view table,
+                                                     std::string_view name) = 0;
 
   // Interrupts the statement that runs; callable from any thread.
   virtual std::function<void()> Interrupter() = 0;

@@ -719,20 +719,24 @@ std::vector<LintFinding> Lint(const MigrationFile& file, Dialect dialect) {
   return Linter(file, dialect).Run();
 }
 
-std::optional<std::string> ConcurrentIndexName(std::string_view statement) {
+std::optional<ConcurrentIndex> ConcurrentIndexOf(std::string_view statement) {
   const std::vector<Token> tokens = Tokenize(statement, Dialect::kPostgres);
   Cursor c(tokens, 0, tokens.size(), Dialect::kPostgres);
   if (!c.Accept("CREATE")) return std::nullopt;
   c.Accept("UNIQUE");
   if (!c.AcceptAll({"INDEX", "CONCURRENTLY"})) return std::nullopt;
-  c.AcceptAll({"IF", "NOT", "EXISTS"});
+  ConcurrentIndex out;
+  out.if_not_exists = c.AcceptAll({"IF", "NOT", "EXISTS"});
   if (c.IsWord("ON")) return std::nullopt;  // PostgreSQL names it
-  std::optional<Name> index = c.TakeName();
-  if (!index || !c.IsWord("ON")) return std::nullopt;
-  std::string out;
-  for (const Ident& part : index->parts) {
-    if (!out.empty()) out += '.';
-    out += part.sql;
+  std::optional<Ident> index = c.TakeIdent();
+  if (!index || !c.Accept("ON")) return std::nullopt;
+  c.Accept("ONLY");
+  std::optional<Name> table = c.TakeName();
+  if (!table) return std::nullopt;
+  out.name = index->key;
+  for (const Ident& part : table->parts) {
+    if (!out.table.empty()) out.table += '.';
+    out.table += part.sql;
   }
   return out;
 }

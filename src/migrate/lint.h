@@ -44,10 +44,18 @@ std::vector<LintFinding> Lint(const MigrationFile& file, Dialect dialect);
 // True when any finding is an error that no allowance overrides.
 bool HasLintErrors(const std::vector<LintFinding>& findings);
 
-// The index a PostgreSQL statement builds when it is CREATE [UNIQUE] INDEX
-// CONCURRENTLY [IF NOT EXISTS] with a name, as written (quotes and schema
-// kept: what to_regclass() and DROP INDEX take); nullopt for any other
-// statement. Such a build that fails leaves the index behind, INVALID.
-std::optional<std::string> ConcurrentIndexName(std::string_view statement);
+// The index a PostgreSQL statement builds with CREATE [UNIQUE] INDEX
+// CONCURRENTLY [IF NOT EXISTS] name ON table. Such a build that fails
+// leaves the index behind, INVALID.
+struct ConcurrentIndex {
+  std::string name;   // as the catalog stores it (unquoted names folded to lower case)
+  std::string table;  // as written, quotes and schema kept: what to_regclass() takes
+  bool if_not_exists = false;
+};
+
+// The index `statement` builds concurrently; nullopt for any other statement
+// and for an index PostgreSQL names itself. The index lives in its table's
+// schema (CREATE INDEX takes no schema on the index's name).
+std::optional<ConcurrentIndex> ConcurrentIndexOf(std::string_view statement);
 
 }  // namespace cutover

@@ -525,22 +525,32 @@ TEST(LintTest, UnterminatedStatementDoesNotCrash) {
   EXPECT_EQ(Rules(LintPg("ALTER TABLE t ALTER COLUMN c TYPE")), (Strings{"change-column-type"}));
 }
 
-TEST(ConcurrentIndexNameTest, NamesTheIndexAConcurrentBuildCreates) {
-  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY orders_ref ON orders (ref)"),
-            "orders_ref");
-  EXPECT_EQ(ConcurrentIndexName("-- why\ncreate unique index concurrently if not exists "
-                                "\"Orders Ref\" on only orders (ref)"),
-            "\"Orders Ref\"");
-  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY /* x */ s.i ON t (a)"), "s.i");
+// "name on table" (with " if not exists"), or "none".
+std::string Described(std::string_view statement) {
+  std::optional<ConcurrentIndex> index = ConcurrentIndexOf(statement);
+  if (!index) return "none";
+  return index->name + " on " + index->table + (index->if_not_exists ? " if not exists" : "");
 }
 
-TEST(ConcurrentIndexNameTest, IgnoresEveryOtherStatement) {
-  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY ON orders (ref)"), std::nullopt);
-  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX orders_ref ON orders (ref)"), std::nullopt);
-  EXPECT_EQ(ConcurrentIndexName("DROP INDEX CONCURRENTLY orders_ref"), std::nullopt);
-  EXPECT_EQ(ConcurrentIndexName("REINDEX INDEX CONCURRENTLY orders_ref"), std::nullopt);
-  EXPECT_EQ(ConcurrentIndexName("CREATE INDEX CONCURRENTLY"), std::nullopt);
-  EXPECT_EQ(ConcurrentIndexName(""), std::nullopt);
+TEST(ConcurrentIndexTest, NamesTheIndexAConcurrentBuildCreatesAndItsTable) {
+  EXPECT_EQ(Described("CREATE INDEX CONCURRENTLY orders_ref ON orders (ref)"),
+            "orders_ref on orders");
+  // Unquoted names are folded the way PostgreSQL stores them; the table is
+  // kept as written, for to_regclass().
+  EXPECT_EQ(Described("-- why\ncreate unique index concurrently if not exists Orders_Ref "
+                      "on only shop.\"Orders\" (ref)"),
+            "orders_ref on shop.\"Orders\" if not exists");
+  EXPECT_EQ(Described("CREATE INDEX CONCURRENTLY /* x */ \"Mixed Case\" ON t USING btree (a)"),
+            "Mixed Case on t");
+}
+
+TEST(ConcurrentIndexTest, IgnoresEveryOtherStatement) {
+  EXPECT_EQ(Described("CREATE INDEX CONCURRENTLY ON orders (ref)"), "none");
+  EXPECT_EQ(Described("CREATE INDEX orders_ref ON orders (ref)"), "none");
+  EXPECT_EQ(Described("DROP INDEX CONCURRENTLY orders_ref"), "none");
+  EXPECT_EQ(Described("REINDEX INDEX CONCURRENTLY orders_ref"), "none");
+  EXPECT_EQ(Described("CREATE INDEX CONCURRENTLY orders_ref"), "none");
+  EXPECT_EQ(Described(""), "none");
 }
 
 }  // namespace

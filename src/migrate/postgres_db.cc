@@ -220,15 +220,20 @@ class PostgresDb final : public MigrationDb {
     return std::unexpected(ResultError(work_.get(), r.get()));
   }
 
-  Result<std::optional<bool>> IndexValid(std::string_view name) override {
+  Result<std::optional<IndexInfo>> FindIndex(std::string_view table,
+                                             std::string_view name) override {
     // On the statements' connection: its search path is theirs.
     Result<PgResult> r = Query(work_.get(),
-                               "SELECT i.indisvalid FROM pg_index AS i "
-                               "WHERE i.indexrelid = to_regclass($1)",
-                               {std::string(name)});
+                               "SELECT format('%I.%I', n.nspname, c.relname), i.indisvalid "
+                               "FROM pg_index AS i "
+                               "JOIN pg_class AS c ON c.oid = i.indexrelid "
+                               "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                               "WHERE i.indrelid = to_regclass($1) AND c.relname = $2",
+                               {std::string(table), std::string(name)});
     if (!r) return std::unexpected(r.error());
-    if (Pq().PQntuples(r->get()) == 0) return std::optional<bool>();
-    return std::optional<bool>(Field(r->get(), 0, 0) == "t");
+    if (Pq().PQntuples(r->get()) == 0) return std::optional<IndexInfo>();
+    return std::optional<IndexInfo>(
+        IndexInfo{.qualified = Field(r->get(), 0, 0), .valid = Field(r->get(), 0, 1) == "t"});
   }
 
   std::function<void()> Interrupter() override {

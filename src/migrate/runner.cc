@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <thread>
+#include <utility>
 
 #include "migrate/db.h"
 #include "migrate/lint.h"
@@ -117,15 +118,52 @@ class FileRunner {
     return true;
   }
 
-  // Whether index `name` is valid; nullopt when there is none. When the
-  // catalog cannot be read, "valid": nothing is dropped on a guess.
-  std::optional<bool> IndexState(const std::string& name) {
-    Result<std::optional<bool>> valid = db_.IndexValid(name);
-    return valid ? *valid : std::optional<bool>(true);
+  // After a failed concurrent build of `index`: sets `left_index` to the
+  // INVALID index the build left, when it was not there `before`; returns a
+  // note for the error message when there is more to say.
+  std::string AfterFailedBuild(const ConcurrentIndex& index,
+                               const Result<std::optional<IndexInfo>>& before,
+                               std::string& left_index) {
+    if (!before) {
+      return fmt::format("\n(cutover could not look for an INVALID index {} before the build: {})",
+                         index.name, before.error().message);
+    }
+    if (*before) {
+      if ((*before)->valid) return "";
+      return fmt::format(
+          "\n(an INVALID index {} was there before: a build that failed earlier left it; "
+          "drop it (DROP INDEX CONCURRENTLY {}) and run again)",
+          (*before)->qualified, (*before)->qualified);
+    }
+    Result<std::optional<IndexInfo>> after = db_.FindIndex(index.table, index.name);
+    if (!after) {
+      return fmt::format(
+          "\n(cutover could not look for an INVALID index {} the failed build may have left: "
+          "{})",
+          index.name, after.error().message);
+    }
+    if (*after && !(*after)->valid) left_index = (*after)->qualified;
+    return "";
   }
 
-  ExecResult DropIndex(const std::string& name) {
-    return db_.Exec("DROP INDEX CONCURRENTLY IF EXISTS " + name);
+  // Drops the INVALID index `left_index`, if any, and says how that went;
+  // clears it.
+  std::string DropLeftIndex(std::string& left_index) {
+    if (left_index.empty()) return "";
+    const std::string name = std::exchange(left_index, std::string());
+    ExecResult dropped = DropIndex(name);
+    if (dropped) {
+      return fmt::format("\n(the failed build left the INVALID index {}; cutover dropped it)",
+                         name);
+    }
+    return fmt::format(
+        "\n(the failed build left the INVALID index {}, and dropping it failed: {}; drop it "
+        "(DROP INDEX CONCURRENTLY {}) before running again)",
+        name, dropped.error().message, name);
+  }
+
+  ExecResult DropIndex(const std::string& qualified) {
+    return db_.Exec("DROP INDEX CONCURRENTLY IF EXISTS " + qualified);
   }
 
   std::string Where(const MigrationFile& f, const Statement* s, const DbError& e) const {
@@ -215,64 +253,58 @@ class FileRunner {
     if (ExecResult t = db_.SetLockTimeout(LockTimeout(f)); !t) {
       return Fail(f, run, Where(f, nullptr, t.error()), false);
     }
-    // Set when the last attempt of the statement that runs left the index
-    // it builds behind, INVALID.
-    bool left_index = false;
+    // The INVALID index (schema-qualified) that the last attempt of the
+    // statement that runs left behind; empty when none.
+    std::string left_index;
     for (int i = skip; i < static_cast<int>(statements_.size()); ++i) {
       const Statement& s = statements_[i];
       if (Cancelled()) {
         return Fail(f, run,
-                    fmt::format("{}:{}: cancelled before this statement", f.filename, s.line),
+                    fmt::format("{}:{}: cancelled before this statement", f.filename, s.line) +
+                        DropLeftIndex(left_index),
                     true);
       }
-      std::optional<std::string> index;
-      if (db_.dialect() == Dialect::kPostgres) index = ConcurrentIndexName(s.text);
-      if (index && left_index) {
+      if (!left_index.empty()) {
         progress_(fmt::format("{}:{}: dropping the INVALID index {} the failed attempt left",
-                              f.filename, s.line, *index));
-        if (ExecResult dropped = DropIndex(*index); !dropped) {
+                              f.filename, s.line, left_index));
+        if (ExecResult dropped = DropIndex(left_index); !dropped) {
           if (Retry(f, run, &s, dropped.error())) {
             --i;
             continue;
           }
-          return Fail(f, run,
-                      fmt::format("{}:{}: the failed build left the INVALID index {}, and "
-                                  "dropping it failed: {}; drop it (DROP INDEX CONCURRENTLY {}) "
-                                  "before running again",
-                                  f.filename, s.line, *index, dropped.error().message, *index),
-                      dropped.error().cancelled || Cancelled());
+          return Fail(
+              f, run,
+              fmt::format("{}:{}: the failed build left the INVALID index {}, and "
+                          "dropping it failed: {}; drop it (DROP INDEX CONCURRENTLY {}) "
+                          "before running again",
+                          f.filename, s.line, left_index, dropped.error().message, left_index),
+              dropped.error().cancelled || Cancelled());
         }
-        left_index = false;
+        left_index.clear();
       }
-      const std::optional<bool> before = index ? IndexState(*index) : std::nullopt;
+      std::optional<ConcurrentIndex> index;
+      if (db_.dialect() == Dialect::kPostgres) index = ConcurrentIndexOf(s.text);
+      Result<std::optional<IndexInfo>> before = std::optional<IndexInfo>();
+      if (index) before = db_.FindIndex(index->table, index->name);
       ExecResult done = db_.Exec(s.text);
       if (!done) {
-        // A build that started leaves its index behind, INVALID: unused, but
-        // kept up to date by every write, and its name taken.
-        left_index = index && !before && IndexState(*index) == false;
+        const std::string note = index ? AfterFailedBuild(*index, before, left_index) : "";
         if (Retry(f, run, &s, done.error())) {
           --i;
           continue;
         }
-        std::string message = Located(f, s, done.error());
-        if (left_index) {
-          ExecResult dropped = DropIndex(*index);
-          message += dropped ? fmt::format(
-                                   "\n(the failed build left the INVALID index {}; "
-                                   "cutover dropped it)",
-                                   *index)
-                             : fmt::format(
-                                   "\n(the failed build left the INVALID index {}, and "
-                                   "dropping it failed: {}; drop it (DROP INDEX "
-                                   "CONCURRENTLY {}) before running again)",
-                                   *index, dropped.error().message, *index);
-        } else if (before == false) {
-          message += fmt::format(
-              "\n(an INVALID index {} was there before: a build that failed earlier left it; "
-              "drop it (DROP INDEX CONCURRENTLY {}) and run again)",
-              *index, *index);
-        }
-        return Fail(f, run, message, done.error().cancelled || Cancelled());
+        return Fail(f, run, Located(f, s, done.error()) + note + DropLeftIndex(left_index),
+                    done.error().cancelled || Cancelled());
+      }
+      if (index && before && *before && !(*before)->valid) {
+        // IF NOT EXISTS found the name taken and skipped the build.
+        return Fail(f, run,
+                    fmt::format("{}:{}: an INVALID index {} was there before (a build that "
+                                "failed earlier left it), so IF NOT EXISTS skipped the build "
+                                "and the index is unusable; drop it (DROP INDEX CONCURRENTLY "
+                                "{}) and run again",
+                                f.filename, s.line, (*before)->qualified, (*before)->qualified),
+                    false);
       }
       if (Status saved = db_.MarkProgress(f.version, i + 1, PrefixSha(statements_, i + 1));
           !saved) {

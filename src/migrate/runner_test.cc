@@ -378,12 +378,25 @@ class PostgresRunnerTest : public RunnerFixture {
 
   static constexpr std::string_view kOrdersRefFile = "20260102000000_orders_ref.expand.sql";
 
-  // Writes the file that builds the unique index orders_ref concurrently,
-  // with the header lines `headers` (each ending in a newline) first.
-  void WriteOrdersRefIndex(const std::string& headers = "") {
-    Write(std::string(kOrdersRefFile),
-          "-- cutover: no-transaction\n" + headers +
-              "CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON orders (ref);\n");
+  // Writes the file that builds the unique index orders_ref concurrently
+  // with `create`, after the header lines `headers` (each ending in a
+  // newline).
+  void WriteOrdersRefIndex(
+      const std::string& headers = "",
+      const std::string& create = "CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON orders (ref)") {
+    Write(std::string(kOrdersRefFile), "-- cutover: no-transaction\n" + headers + create + ";\n");
+  }
+
+  // Applies a table orders whose refs repeat, leaves an INVALID index
+  // orders_ref by a failed build outside cutover, then removes the repeat.
+  void LeaveInvalidOrdersRef() {
+    Write("20260101000000_create_orders.expand.sql",
+          "CREATE TABLE orders (id integer, ref text);\n"
+          "INSERT INTO orders VALUES (1, 'a'), (2, 'a');\n");
+    ASSERT_TRUE(Run(Phase::kExpand).ok);
+    EXPECT_FALSE(Query("CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON orders (ref)").has_value());
+    ASSERT_EQ(OrdersRefValid(), "f");
+    Rows("DELETE FROM orders WHERE id = 2");
   }
 
   // "t" or "f" for the index orders_ref's validity, "" when there is none.
@@ -736,7 +749,7 @@ TEST_F(PostgresRunnerTest, AFailedConcurrentBuildLeavesNoInvalidIndexBehind) {
   EXPECT_TRUE(HasText(message, std::string(kOrdersRefFile) + ":2:"));
   EXPECT_TRUE(HasText(message, "could not create unique index"));
   EXPECT_TRUE(HasText(message,
-                      "the failed build left the INVALID index orders_ref; cutover "
+                      "the failed build left the INVALID index public.orders_ref; cutover "
                       "dropped it"));
   EXPECT_EQ(Value("SELECT count(*) FROM pg_class WHERE relname = 'orders_ref'"), "0");
 
@@ -749,22 +762,16 @@ TEST_F(PostgresRunnerTest, AFailedConcurrentBuildLeavesNoInvalidIndexBehind) {
 }
 
 TEST_F(PostgresRunnerTest, AnInvalidIndexLeftByAnEarlierBuildIsNamedNotDropped) {
-  Write("20260101000000_create_orders.expand.sql",
-        "CREATE TABLE orders (id integer, ref text);\n"
-        "INSERT INTO orders VALUES (1, 'a'), (2, 'a');\n");
-  ASSERT_TRUE(Run(Phase::kExpand).ok);
-  // Someone else's failed build, outside cutover.
-  EXPECT_FALSE(Query("CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON orders (ref)").has_value());
-  ASSERT_EQ(OrdersRefValid(), "f");
-  Rows("DELETE FROM orders WHERE id = 2");
+  ASSERT_NO_FATAL_FAILURE(LeaveInvalidOrdersRef());
   WriteOrdersRefIndex();
   RunReport failed = Run(Phase::kExpand);
   EXPECT_FALSE(failed.ok);
   ASSERT_EQ(failed.files.size(), 1u) << Describe(failed);
   EXPECT_TRUE(HasText(failed.files[0].message, "already exists"));
   EXPECT_TRUE(HasText(failed.files[0].message,
-                      "an INVALID index orders_ref was there before: a build that failed earlier "
-                      "left it; drop it (DROP INDEX CONCURRENTLY orders_ref) and run again"));
+                      "an INVALID index public.orders_ref was there before: a build that failed "
+                      "earlier left it; drop it (DROP INDEX CONCURRENTLY public.orders_ref) and "
+                      "run again"));
   // Not cutover's to drop: it is still there.
   EXPECT_EQ(Value("SELECT count(*) FROM pg_class WHERE relname = 'orders_ref'"), "1");
 }
@@ -774,28 +781,59 @@ TEST_F(PostgresRunnerTest, ALockTimeoutInAConcurrentBuildIsRetriedFromACleanSlat
         "CREATE TABLE orders (id integer, ref text);\nINSERT INTO orders VALUES (1, 'a');\n");
   ASSERT_TRUE(Run(Phase::kExpand).ok);
   // A writer's transaction is open: the build creates its index, then waits
-  // for that transaction, and times out, leaving the index INVALID.
+  // for that transaction and times out, leaving the index INVALID. The
+  // writer commits once the runner says so.
   auto writer = PgSession::Connect(url_.target);
   ASSERT_TRUE(writer.has_value()) << writer.error().message;
   ASSERT_TRUE(writer->Query("BEGIN; INSERT INTO orders VALUES (2, 'b');").has_value());
-  std::thread commit([&writer] {
-    std::this_thread::sleep_for(1s);
-    auto committed = writer->Query("COMMIT");
-    EXPECT_TRUE(committed.has_value()) << committed.error().message;
-  });
   WriteOrdersRefIndex("-- cutover: lock-timeout=200ms\n");
   RunOptions options;
-  options.lock_retries = 20;
+  options.lock_retries = 5;
+  bool committed = false;
+  options.progress = [&](std::string_view line) {
+    progress_.emplace_back(line);
+    if (!committed && HasText(line, "lock timeout")) {
+      committed = true;
+      auto done = writer->Query("COMMIT");
+      EXPECT_TRUE(done.has_value()) << done.error().message;
+    }
+  };
   RunReport report = Run(Phase::kExpand, options);
-  commit.join();
   ASSERT_TRUE(report.ok) << Describe(report) << AllProgress();
   ASSERT_EQ(report.files.size(), 1u);
-  EXPECT_GT(report.files[0].attempts, 1);
-  EXPECT_TRUE(HasText(AllProgress(), "lock timeout"));
+  EXPECT_EQ(report.files[0].attempts, 2);
   EXPECT_TRUE(HasText(AllProgress(), std::string(kOrdersRefFile) +
-                                         ":3: dropping the INVALID index orders_ref the failed "
-                                         "attempt left"));
+                                         ":3: dropping the INVALID index public.orders_ref the "
+                                         "failed attempt left"));
   EXPECT_EQ(OrdersRefValid(), "t");
+}
+
+TEST_F(PostgresRunnerTest, TheLeftIndexIsFoundInItsTablesSchemaOffTheSearchPath) {
+  Write("20260101000000_create_orders.expand.sql",
+        "CREATE SCHEMA shop;\nCREATE TABLE shop.orders (id integer, ref text);\n"
+        "INSERT INTO shop.orders VALUES (1, 'a'), (2, 'a');\n");
+  WriteOrdersRefIndex("", "CREATE UNIQUE INDEX CONCURRENTLY orders_ref ON shop.orders (ref)");
+  RunReport failed = Run(Phase::kExpand);
+  EXPECT_FALSE(failed.ok);
+  ASSERT_EQ(failed.files.size(), 2u) << Describe(failed);
+  EXPECT_TRUE(HasText(failed.files[1].message,
+                      "the failed build left the INVALID index shop.orders_ref; cutover dropped "
+                      "it"));
+  EXPECT_EQ(Value("SELECT count(*) FROM pg_class WHERE relname = 'orders_ref'"), "0");
+}
+
+TEST_F(PostgresRunnerTest, IfNotExistsOverAnInvalidIndexFailsInsteadOfSkipping) {
+  ASSERT_NO_FATAL_FAILURE(LeaveInvalidOrdersRef());
+  WriteOrdersRefIndex("",
+                      "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_ref ON orders (ref)");
+  RunReport failed = Run(Phase::kExpand);
+  EXPECT_FALSE(failed.ok);
+  ASSERT_EQ(failed.files.size(), 1u) << Describe(failed);
+  EXPECT_TRUE(HasText(failed.files[0].message,
+                      "an INVALID index public.orders_ref was there before (a build that failed "
+                      "earlier left it), so IF NOT EXISTS skipped the build and the index is "
+                      "unusable"));
+  EXPECT_EQ(StateOf(std::string(kOrdersRefFile)), "failed");
 }
 
 // --- Two runners ---

@@ -159,8 +159,8 @@ class SqliteDb final : public MigrationDb {
     return {};
   }
 
-  Result<std::optional<bool>> IndexValid(std::string_view) override {
-    return std::optional<bool>();
+  Result<std::optional<IndexInfo>> FindIndex(std::string_view, std::string_view) override {
+    return std::optional<IndexInfo>();
   }
 
   std::function<void()> Interrupter() override {

@@ -61,11 +61,11 @@ struct DeploymentRecord {
 
   // "deploy" or "rollback": a deployment's steps start with "prepare", a
   // rollback's never include it.
-  std::string_view kind() const {
+  std::string_view Kind() const {
     return !steps.empty() && steps.front().name == "prepare" ? "deploy" : "rollback";
   }
   // How long the switch took (its step, when it switched); -1 when it did not.
-  int64_t switch_ms() const {
+  int64_t SwitchMs() const {
     for (const StepRecord& s : steps) {
       if (s.name == "switch" && s.outcome == "ok") return s.finished_unix_ms - s.started_unix_ms;
     }
@@ -73,7 +73,7 @@ struct DeploymentRecord {
   }
   // The first step that failed, was aborted or was interrupted; "" when
   // none did.
-  std::string_view failed_step() const {
+  std::string_view FailedStep() const {
     for (const StepRecord& s : steps) {
       if (s.outcome == "failed" || s.outcome == "aborted" || s.outcome == "interrupted")
         return s.name;
