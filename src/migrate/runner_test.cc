@@ -808,6 +808,36 @@ TEST_F(PostgresRunnerTest, ALockTimeoutInAConcurrentBuildIsRetriedFromACleanSlat
   EXPECT_EQ(OrdersRefValid(), "t");
 }
 
+TEST_F(PostgresRunnerTest, ACancelWhileARetryWaitsStillDropsTheLeftIndex) {
+  Write("20260101000000_create_orders.expand.sql",
+        "CREATE TABLE orders (id integer, ref text);\nINSERT INTO orders VALUES (1, 'a');\n");
+  ASSERT_TRUE(Run(Phase::kExpand).ok);
+  auto writer = PgSession::Connect(url_.target);
+  ASSERT_TRUE(writer.has_value()) << writer.error().message;
+  ASSERT_TRUE(writer->Query("BEGIN; INSERT INTO orders VALUES (2, 'b');").has_value());
+  WriteOrdersRefIndex("-- cutover: lock-timeout=200ms\n");
+  RunOptions options;
+  options.cancel = std::make_shared<RunCancel>();
+  // The deployment is aborted while the runner waits to retry; the writer
+  // is done by then, so nothing holds the drop up.
+  options.progress = [&](std::string_view line) {
+    progress_.emplace_back(line);
+    if (HasText(line, "lock timeout") && !options.cancel->cancelled()) {
+      options.cancel->Cancel();
+      EXPECT_TRUE(writer->Query("COMMIT").has_value());
+    }
+  };
+  RunReport report = Run(Phase::kExpand, options);
+  EXPECT_FALSE(report.ok);
+  ASSERT_EQ(report.files.size(), 1u) << Describe(report);
+  EXPECT_EQ(report.files[0].outcome, "cancelled");
+  EXPECT_TRUE(HasText(report.files[0].message, "cancelled before this statement"));
+  EXPECT_TRUE(HasText(report.files[0].message,
+                      "the failed build left the INVALID index public.orders_ref; cutover dropped "
+                      "it"));
+  EXPECT_EQ(OrdersRefValid(), "");
+}
+
 TEST_F(PostgresRunnerTest, TheLeftIndexIsFoundInItsTablesSchemaOffTheSearchPath) {
   Write("20260101000000_create_orders.expand.sql",
         "CREATE SCHEMA shop;\nCREATE TABLE shop.orders (id integer, ref text);\n"
