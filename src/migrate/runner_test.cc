@@ -387,6 +387,23 @@ class PostgresRunnerTest : public RunnerFixture {
     Write(std::string(kOrdersRefFile), "-- cutover: no-transaction\n" + headers + create + ";\n");
   }
 
+  // Applies a table orders, opens a writer's transaction on it in writer_,
+  // and writes the file that builds orders_ref under a 200 ms lock timeout:
+  // the build creates its index, then waits for the writer's transaction
+  // and times out, leaving the index INVALID, until writer_ commits.
+  void OpenWriterOnOrders() {
+    Write("20260101000000_create_orders.expand.sql",
+          "CREATE TABLE orders (id integer, ref text);\nINSERT INTO orders VALUES (1, 'a');\n");
+    ASSERT_TRUE(Run(Phase::kExpand).ok);
+    auto writer = PgSession::Connect(url_.target);
+    ASSERT_TRUE(writer.has_value()) << writer.error().message;
+    writer_.emplace(std::move(*writer));
+    ASSERT_TRUE(writer_->Query("BEGIN; INSERT INTO orders VALUES (2, 'b');").has_value());
+    WriteOrdersRefIndex("-- cutover: lock-timeout=200ms\n");
+  }
+
+  std::optional<PgSession> writer_;
+
   // Applies a table orders whose refs repeat, leaves an INVALID index
   // orders_ref by a failed build outside cutover, then removes the repeat.
   void LeaveInvalidOrdersRef() {
@@ -777,16 +794,8 @@ TEST_F(PostgresRunnerTest, AnInvalidIndexLeftByAnEarlierBuildIsNamedNotDropped) 
 }
 
 TEST_F(PostgresRunnerTest, ALockTimeoutInAConcurrentBuildIsRetriedFromACleanSlate) {
-  Write("20260101000000_create_orders.expand.sql",
-        "CREATE TABLE orders (id integer, ref text);\nINSERT INTO orders VALUES (1, 'a');\n");
-  ASSERT_TRUE(Run(Phase::kExpand).ok);
-  // A writer's transaction is open: the build creates its index, then waits
-  // for that transaction and times out, leaving the index INVALID. The
-  // writer commits once the runner says so.
-  auto writer = PgSession::Connect(url_.target);
-  ASSERT_TRUE(writer.has_value()) << writer.error().message;
-  ASSERT_TRUE(writer->Query("BEGIN; INSERT INTO orders VALUES (2, 'b');").has_value());
-  WriteOrdersRefIndex("-- cutover: lock-timeout=200ms\n");
+  // The writer commits once the runner says the build timed out.
+  ASSERT_NO_FATAL_FAILURE(OpenWriterOnOrders());
   RunOptions options;
   options.lock_retries = 5;
   bool committed = false;
@@ -794,7 +803,7 @@ TEST_F(PostgresRunnerTest, ALockTimeoutInAConcurrentBuildIsRetriedFromACleanSlat
     progress_.emplace_back(line);
     if (!committed && HasText(line, "lock timeout")) {
       committed = true;
-      auto done = writer->Query("COMMIT");
+      auto done = writer_->Query("COMMIT");
       EXPECT_TRUE(done.has_value()) << done.error().message;
     }
   };
@@ -809,13 +818,7 @@ TEST_F(PostgresRunnerTest, ALockTimeoutInAConcurrentBuildIsRetriedFromACleanSlat
 }
 
 TEST_F(PostgresRunnerTest, ACancelWhileARetryWaitsStillDropsTheLeftIndex) {
-  Write("20260101000000_create_orders.expand.sql",
-        "CREATE TABLE orders (id integer, ref text);\nINSERT INTO orders VALUES (1, 'a');\n");
-  ASSERT_TRUE(Run(Phase::kExpand).ok);
-  auto writer = PgSession::Connect(url_.target);
-  ASSERT_TRUE(writer.has_value()) << writer.error().message;
-  ASSERT_TRUE(writer->Query("BEGIN; INSERT INTO orders VALUES (2, 'b');").has_value());
-  WriteOrdersRefIndex("-- cutover: lock-timeout=200ms\n");
+  ASSERT_NO_FATAL_FAILURE(OpenWriterOnOrders());
   RunOptions options;
   options.cancel = std::make_shared<RunCancel>();
   // The deployment is aborted while the runner waits to retry; the writer
@@ -824,7 +827,7 @@ TEST_F(PostgresRunnerTest, ACancelWhileARetryWaitsStillDropsTheLeftIndex) {
     progress_.emplace_back(line);
     if (HasText(line, "lock timeout") && !options.cancel->cancelled()) {
       options.cancel->Cancel();
-      EXPECT_TRUE(writer->Query("COMMIT").has_value());
+      EXPECT_TRUE(writer_->Query("COMMIT").has_value());
     }
   };
   RunReport report = Run(Phase::kExpand, options);
