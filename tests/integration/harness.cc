@@ -55,12 +55,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const TempDir& dir, const std::str
   std::unique_ptr<Daemon> d(new Daemon());
   d->dir_ = &dir;
   d->workers_ = workers;
-  auto port = FreePort();
-  if (!port) return std::unexpected(port.error());
-  d->port_ = *port;
-  auto preview_port = FreePort();
-  if (!preview_port) return std::unexpected(preview_port.error());
-  d->preview_port_ = *preview_port;
+  // Two different ports: two separate picks may return the same one.
+  auto ports = FreePorts(2);
+  if (!ports) return std::unexpected(ports.error());
+  d->port_ = (*ports)[0];
+  d->preview_port_ = (*ports)[1];
   std::string text = config_yaml;
   // Each daemon gets a preview port of its own, unless the test set one.
   if (text.find("\npreview:") == std::string::npos && !text.starts_with("preview:")) {

@@ -31,8 +31,12 @@ void UniqueFd::Reset(int fd) {
   fd_ = fd;
 }
 
-Result<uint16_t> FreePort() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+namespace {
+
+// Binds a socket of its own to a free port of 127.0.0.1; the port stays
+// taken while `fd` is open.
+Result<uint16_t> BindFreePort(UniqueFd& fd) {
+  fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return MakeError(ErrorCode::kIo, std::string("socket: ") + strerror(errno));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -46,6 +50,24 @@ Result<uint16_t> FreePort() {
     return MakeError(ErrorCode::kIo, std::string("getsockname: ") + strerror(errno));
   }
   return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+Result<uint16_t> FreePort() {
+  UniqueFd fd;
+  return BindFreePort(fd);
+}
+
+Result<std::vector<uint16_t>> FreePorts(size_t n) {
+  std::vector<UniqueFd> held(n);
+  std::vector<uint16_t> ports;
+  for (UniqueFd& fd : held) {
+    Result<uint16_t> port = BindFreePort(fd);
+    if (!port) return std::unexpected(port.error());
+    ports.push_back(*port);
+  }
+  return ports;
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.h"
 #include "support/wait.h"
@@ -35,6 +36,8 @@ class UniqueFd {
 // with a port file where the server supports it: another process may take
 // this port before the caller binds it.
 Result<uint16_t> FreePort();
+// `n` such ports, all different (each is held while the next is chosen).
+Result<std::vector<uint16_t>> FreePorts(size_t n);
 
 // Opens a non-blocking TCP connection to host:port (a name or an address),
 // trying every resolved address until `deadline`. TCP_NODELAY is set.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -195,6 +196,14 @@ TEST(Net, FreePortIsNotListenedOn) {
   EXPECT_GT(*port, 0);
   EXPECT_FALSE(WaitForPort(kLocal, *port, DeadlineIn(milliseconds(100))));
   EXPECT_FALSE(RawConn::Connect(kLocal, *port).has_value());
+}
+
+TEST(Net, FreePortsAreAllDifferent) {
+  auto ports = FreePorts(64);
+  ASSERT_TRUE(ports.has_value()) << ports.error().message;
+  ASSERT_EQ(ports->size(), 64u);
+  std::set<uint16_t> distinct(ports->begin(), ports->end());
+  EXPECT_EQ(distinct.size(), 64u);
 }
 
 TEST(Net, WaitForFileTimesOutOnAMissingFile) {
