@@ -295,6 +295,27 @@ std::string Described(std::string_view what, const std::optional<Ident>& name) {
   return fmt::format("{} {}", what, Quoted(name->display));
 }
 
+// What follows CREATE [UNIQUE] INDEX, up to the table.
+struct IndexHead {
+  bool concurrently = false;
+  bool if_not_exists = false;
+  std::optional<Name> index;  // none when PostgreSQL names it
+  std::optional<Name> table;  // always set
+};
+
+// Reads the index head at `c` (just past INDEX); nullopt when it is not one.
+std::optional<IndexHead> ReadIndexHead(Cursor& c) {
+  IndexHead head;
+  head.concurrently = c.Accept("CONCURRENTLY");
+  head.if_not_exists = c.AcceptAll({"IF", "NOT", "EXISTS"});
+  if (!c.IsWord("ON")) head.index = c.TakeName();
+  if (!c.Accept("ON")) return std::nullopt;
+  c.Accept("ONLY");
+  head.table = c.TakeName();
+  if (!head.table) return std::nullopt;
+  return head;
+}
+
 class Linter {
  public:
   Linter(const MigrationFile& file, Dialect dialect)
@@ -369,14 +390,12 @@ class Linter {
   }
 
   void CheckCreateIndex(Cursor& c, bool unique) {
-    bool concurrently = c.Accept("CONCURRENTLY");
-    c.AcceptAll({"IF", "NOT", "EXISTS"});
-    std::optional<Name> index;
-    if (!c.IsWord("ON")) index = c.TakeName();  // PostgreSQL may name it for you
-    if (!c.Accept("ON")) return;
-    c.Accept("ONLY");
-    std::optional<Name> table = c.TakeName();
-    if (!table || !Postgres() || concurrently || CreatedHere(*table)) return;
+    const std::optional<IndexHead> head = ReadIndexHead(c);
+    if (!head) return;
+    const bool concurrently = head->concurrently;
+    const std::optional<Name>& index = head->index;
+    const std::optional<Name>& table = head->table;
+    if (!Postgres() || concurrently || CreatedHere(*table)) return;
     std::string what = fmt::format(
         "creating {}index {}on {} without CONCURRENTLY", unique ? "unique " : "",
         index ? Quoted(index->Display()) + " " : std::string(), Quoted(table->Display()));
@@ -724,17 +743,16 @@ std::optional<ConcurrentIndex> ConcurrentIndexOf(std::string_view statement) {
   Cursor c(tokens, 0, tokens.size(), Dialect::kPostgres);
   if (!c.Accept("CREATE")) return std::nullopt;
   c.Accept("UNIQUE");
-  if (!c.AcceptAll({"INDEX", "CONCURRENTLY"})) return std::nullopt;
+  if (!c.Accept("INDEX")) return std::nullopt;
+  std::optional<IndexHead> head = ReadIndexHead(c);
+  // An index PostgreSQL names itself has no name to look for.
+  if (!head || !head->concurrently || !head->index || head->index->parts.size() != 1) {
+    return std::nullopt;
+  }
   ConcurrentIndex out;
-  out.if_not_exists = c.AcceptAll({"IF", "NOT", "EXISTS"});
-  if (c.IsWord("ON")) return std::nullopt;  // PostgreSQL names it
-  std::optional<Ident> index = c.TakeIdent();
-  if (!index || !c.Accept("ON")) return std::nullopt;
-  c.Accept("ONLY");
-  std::optional<Name> table = c.TakeName();
-  if (!table) return std::nullopt;
-  out.name = index->key;
-  for (const Ident& part : table->parts) {
+  out.if_not_exists = head->if_not_exists;
+  out.name = head->index->parts.front().key;
+  for (const Ident& part : head->table->parts) {
     if (!out.table.empty()) out.table += '.';
     out.table += part.sql;
   }

@@ -151,14 +151,17 @@ class FileRunner {
   std::string DropLeftIndex(std::string& left_index) {
     if (left_index.empty()) return "";
     const std::string name = std::exchange(left_index, std::string());
-    ExecResult dropped = DropIndex(name);
+    return "\n(" + LeftIndexNote(name, DropIndex(name)) + ")";
+  }
+
+  // What became of the INVALID index `name` a failed build left.
+  static std::string LeftIndexNote(const std::string& name, const ExecResult& dropped) {
     if (dropped) {
-      return fmt::format("\n(the failed build left the INVALID index {}; cutover dropped it)",
-                         name);
+      return fmt::format("the failed build left the INVALID index {}; cutover dropped it", name);
     }
     return fmt::format(
-        "\n(the failed build left the INVALID index {}, and dropping it failed: {}; drop it "
-        "(DROP INDEX CONCURRENTLY {}) before running again)",
+        "the failed build left the INVALID index {}, and dropping it failed: {}; drop it "
+        "(DROP INDEX CONCURRENTLY {}) before running again",
         name, dropped.error().message, name);
   }
 
@@ -274,10 +277,7 @@ class FileRunner {
           }
           return Fail(
               f, run,
-              fmt::format("{}:{}: the failed build left the INVALID index {}, and "
-                          "dropping it failed: {}; drop it (DROP INDEX CONCURRENTLY {}) "
-                          "before running again",
-                          f.filename, s.line, left_index, dropped.error().message, left_index),
+              fmt::format("{}:{}: {}", f.filename, s.line, LeftIndexNote(left_index, dropped)),
               dropped.error().cancelled || Cancelled());
         }
         left_index.clear();
@@ -296,7 +296,7 @@ class FileRunner {
         return Fail(f, run, Located(f, s, done.error()) + note + DropLeftIndex(left_index),
                     done.error().cancelled || Cancelled());
       }
-      if (index && before && *before && !(*before)->valid) {
+      if (index && index->if_not_exists && before && *before && !(*before)->valid) {
         // IF NOT EXISTS found the name taken and skipped the build.
         return Fail(f, run,
                     fmt::format("{}:{}: an INVALID index {} was there before (a build that "
