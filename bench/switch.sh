@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-30}
 SWITCHES=${2:-1000}
 CONNS=${3:-256}
+for v in DURATION SWITCHES CONNS; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] ||
+    { echo "switch.sh: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
+done
 BUILD_DIR="$(pwd)/build-release"
 CUTOVER="$BUILD_DIR/cutover"
 TESTAPP="$BUILD_DIR/cutover-testapp"

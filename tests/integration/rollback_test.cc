@@ -80,14 +80,14 @@ std::vector<InstanceProcess> TaggedProcesses(const std::string& tag) {
     const std::string name = entry->d_name;
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
     const std::string base = "/proc/" + name;
-    std::ifstream stat_file(base + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    // Read without a stream: a process that exits between the open and the
+    // read makes the read fail (ESRCH), which a stream would throw.
+    const std::string stat = ReadFile(base + "/stat").value_or(std::string());
     const size_t paren = stat.rfind(") ");
     if (paren == std::string::npos || paren + 2 >= stat.size()) continue;
     const char state = stat[paren + 2];
     if (state == 'Z' || state == 'X') continue;
-    std::ifstream env_file(base + "/environ", std::ios::binary);
-    std::string env((std::istreambuf_iterator<char>(env_file)), std::istreambuf_iterator<char>());
+    const std::string env = ReadFile(base + "/environ").value_or(std::string());
     InstanceProcess p;
     bool tagged = false;
     std::istringstream vars(env);
