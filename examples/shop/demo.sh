@@ -342,14 +342,17 @@ jq -r '
       (.failed_step // "-") ])
   | @tsv' "$work/history.json" | column -t -s $'\t' | sed 's/^/    /'
 echo
-echo "requests served per color (the router's counters, checks through the preview included):"
+echo "requests served per color and release (the router's counters, checks through the preview included):"
 {
-  printf 'COLOR\tRELEASE NOW\tREQUESTS\t5XX\n'
+  printf 'COLOR\tRELEASE\tREQUESTS\t5XX\n'
   awk '/^cutover_color_requests_total\{/ && /service="shop"/ {
       match($0, /color="[a-z]+"/); c = substr($0, RSTART + 7, RLENGTH - 8)
-      match($0, /release="[^"]*"/); r[c] = substr($0, RSTART + 9, RLENGTH - 10)
-      n[c] += $NF; if ($0 ~ /class="5xx"/) e[c] += $NF }
-    END { for (c in n) printf "%s\t%s\t%d\t%d\n", c, r[c], n[c], e[c] }' "$work/metrics.txt" | sort
+      match($0, /release="[^"]*"/); r = substr($0, RSTART + 9, RLENGTH - 10)
+      k = c "\t" (r == "" ? "-" : r)
+      if (!(k in n)) order[++rows] = k
+      n[k] += $NF; if ($0 ~ /class="5xx"/) e[k] += $NF }
+    END { for (i = 1; i <= rows; i++) printf "%s\t%d\t%d\n", order[i], n[order[i]], e[order[i]] }' \
+    "$work/metrics.txt" | sort -s -k1,1
 } | column -t -s $'\t' | sed 's/^/    /'
 echo
 echo "what the shopper traffic saw, part by part (RELEASE:REQUESTS served):"

@@ -52,6 +52,15 @@ std::vector<Request> ReadShopperLog(const fs::path& path) {
   return out;
 }
 
+// The value of label `name` in a Prometheus sample line ("" when absent).
+std::string Label(const std::string& line, const std::string& name) {
+  const std::string key = name + "=\"";
+  const size_t at = line.find(key);
+  if (at == std::string::npos) return "";
+  const size_t from = at + key.size();
+  return line.substr(from, line.find('"', from) - from);
+}
+
 const json* Step(const json& deployment, const std::string& name) {
   for (const json& s : deployment["steps"]) {
     if (s["name"] == name) return &s;
@@ -165,25 +174,33 @@ class ShopDemo : public ::testing::Test {
     EXPECT_EQ(summary["errors"].get<int>(), errors);
     EXPECT_FALSE(summary["errors_by_reason"].contains("cart_mismatch")) << summary.dump();
 
-    // The router's own counters agree: no 5xx on the color that holds v2 now
-    // (counters are per color, labelled with the release the color holds).
+    // The router's own counters, per color and release, agree: no 5xx but
+    // v4's; each release counted at least the shopper requests it answered,
+    // and v4's series on blue holds none of what v1 served there before.
     std::istringstream metrics(ReadFile(artifacts_ / "metrics.txt"));
-    int lines = 0;
+    std::map<std::string, uint64_t> counted;  // "color release" -> requests
     for (std::string line; std::getline(metrics, line);) {
       if (!line.starts_with("cutover_color_requests_total{") ||
           line.find("service=\"shop\"") == std::string::npos) {
         continue;
       }
-      ++lines;
-      if (line.find("class=\"5xx\"") != std::string::npos &&
-          line.find("release=\"v4\"") == std::string::npos) {
+      const std::string color = Label(line, "color"), release = Label(line, "release");
+      counted[color + " " + release] += std::stoull(line.substr(line.rfind(' ') + 1));
+      if (line.find("class=\"5xx\"") != std::string::npos && release != "v4") {
         EXPECT_TRUE(line.ends_with(" 0")) << line;
       }
     }
-    EXPECT_GT(lines, 0);
+    for (const char* key : {"blue v1", "green v2", "blue v3", "blue v4"}) {
+      EXPECT_TRUE(counted.contains(key)) << key;
+    }
+    EXPECT_GE(counted["blue v1"], static_cast<uint64_t>(by_release["v1"]));
+    EXPECT_GE(counted["green v2"], static_cast<uint64_t>(by_release["v2"]));
+    EXPECT_GE(counted["blue v4"], static_cast<uint64_t>(by_release["v4"]));
+    EXPECT_LT(counted["blue v4"] - by_release["v4"], static_cast<uint64_t>(by_release["v1"]))
+        << "v4's series counts v1's requests";
 
     const std::string out = ReadFile(artifacts_ / "demo.out");
-    EXPECT_NE(out.find("requests served per color"), std::string::npos);
+    EXPECT_NE(out.find("requests served per color and release"), std::string::npos);
     EXPECT_NE(out.find("what the shopper traffic saw"), std::string::npos);
   }
 

@@ -103,25 +103,32 @@ int64_t SteadyMs() {
       .count();
 }
 
+void Controller::State::CountServed(ServiceState& s, int c) {
+  StatsSnapshot delta;
+  std::vector<std::pair<TargetPtr, StatsSnapshot>> next;
+  next.reserve(s.targets[c].size());
+  for (const TargetPtr& t : s.targets[c]) {
+    StatsSnapshot snap = t->stats.Snapshot();
+    StatsSnapshot before;
+    for (const auto& [known, last] : s.seen[c]) {
+      if (known == t) before = last;
+    }
+    AddDelta(delta, before, snap);
+    next.emplace_back(t, snap);
+  }
+  s.seen[c] = std::move(next);
+  StatsSnapshot unrouted = s.unrouted[c]->Snapshot();
+  AddDelta(delta, s.unrouted_seen[c], unrouted);
+  s.unrouted_seen[c] = unrouted;
+  s.served[c].Add(delta);
+  AddServed(s.by_release[c], s.slots[c].release, delta);
+}
+
 void Controller::State::SampleFigures() {
   const int64_t now = SteadyMs();
   for (ServiceState& s : services) {
     for (int c = 0; c < 2; ++c) {
-      std::vector<std::pair<TargetPtr, StatsSnapshot>> next;
-      next.reserve(s.targets[c].size());
-      for (const TargetPtr& t : s.targets[c]) {
-        StatsSnapshot snap = t->stats.Snapshot();
-        StatsSnapshot before;
-        for (const auto& [known, last] : s.seen[c]) {
-          if (known == t) before = last;
-        }
-        AddDelta(s.served[c], before, snap);
-        next.emplace_back(t, snap);
-      }
-      s.seen[c] = std::move(next);
-      StatsSnapshot unrouted = s.unrouted[c]->Snapshot();
-      AddDelta(s.served[c], s.unrouted_seen[c], unrouted);
-      s.unrouted_seen[c] = unrouted;
+      CountServed(s, c);
       s.figures[c].Record(now, s.served[c]);
     }
   }
@@ -172,6 +179,9 @@ Result<TargetPtr> Controller::State::MakeTarget(ServiceState& s, Color color,
 }
 
 void Controller::State::SetTargets(ServiceState& s, Color color, std::vector<TargetPtr> targets) {
+  // What the outgoing targets served since the last sample still counts,
+  // for the release they ran.
+  CountServed(s, static_cast<int>(color));
   for (const TargetPtr& t : s.targets[static_cast<int>(color)]) health.Unwatch(t.get());
   s.targets[static_cast<int>(color)] = std::move(targets);
 }
@@ -503,16 +513,17 @@ asio::awaitable<Result<ContractResult>> Controller::Contract(std::string name, s
   co_return result;
 }
 
-std::string Controller::PrometheusMetrics() const {
+std::string Controller::PrometheusMetrics() {
   std::vector<ServiceMetrics> services;
-  for (const ServiceState& s : state_->services) {
+  for (ServiceState& s : state_->services) {
+    // Up to what the router counted this instant; the next sample records it.
+    for (int c = 0; c < 2; ++c) state_->CountServed(s, c);
     ServiceMetrics m;
     m.name = s.config->name;
     m.live = s.live;
     for (int c = 0; c < 2; ++c) {
       m.unrouted[c] = s.unrouted[c]->Snapshot();
-      m.release[c] = s.slots[c].release;
-      m.served[c] = s.served[c];
+      m.served[c] = s.by_release[c];
       for (const TargetPtr& t : s.targets[c]) {
         m.targets[c].push_back(
             {t->address_text, t->healthy.load(std::memory_order_relaxed), t->stats.Snapshot()});

@@ -119,8 +119,8 @@ class Controller {
   boost::asio::awaitable<Result<ServiceView>> Switch(std::string name, Color to, bool force,
                                                      std::string actor);
 
-  // Prometheus text exposition of the router's figures.
-  std::string PrometheusMetrics() const;
+  // Prometheus text exposition of the router's figures, as of now.
+  std::string PrometheusMetrics();
 
   // Starts a deployment and returns its record at once; it goes on in the
   // background (events through Subscribe). kNotFound for an unknown

@@ -82,6 +82,9 @@ struct ServiceState {
   // What each color served, sampled every second (SampleFigures).
   FigureHistory figures[2];
   StatsSnapshot served[2];  // everything each color served since the daemon started
+  // The same, split by the release the color held when it served it, oldest
+  // first; the newest kReleasesKept per color.
+  std::vector<ReleaseServed> by_release[2];
   std::vector<std::pair<TargetPtr, StatsSnapshot>> seen[2];  // the targets' last snapshots
   StatsSnapshot unrouted_seen[2];
 };
@@ -121,6 +124,9 @@ struct Controller::State {
   void ArmRetire(ServiceState& s);
   // Adds what every color served since the last call to its history.
   void SampleFigures();
+  // Adds what `color` served since it was last counted to its totals, as
+  // served by the release it holds now.
+  void CountServed(ServiceState& s, int color);
   // Samples every second until the daemon stops.
   void StartSampling();
 };

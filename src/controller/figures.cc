@@ -38,6 +38,20 @@ void AddDelta(StatsSnapshot& total, const StatsSnapshot& before, const StatsSnap
   total.latency_sum_us += after.latency_sum_us - before.latency_sum_us;
 }
 
+void AddServed(std::vector<ReleaseServed>& list, const std::string& release,
+               const StatsSnapshot& delta) {
+  auto it = std::find_if(list.begin(), list.end(),
+                         [&](const ReleaseServed& r) { return r.release == release; });
+  if (it == list.end()) {
+    if (release.empty() && delta.total() == 0) return;
+    list.push_back({release, {}});
+  } else if (it + 1 != list.end()) {
+    std::rotate(it, it + 1, list.end());
+  }
+  list.back().served.Add(delta);
+  if (list.size() > kReleasesKept) list.erase(list.begin(), list.end() - kReleasesKept);
+}
+
 Figures Between(const StatsSnapshot& from, const StatsSnapshot& to, double seconds) {
   Figures f;
   f.seconds = seconds;

@@ -9,6 +9,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "router/stats.h"
 
@@ -36,6 +37,23 @@ uint64_t LatencyQuantileUs(const uint64_t (&latency)[kLatencyBuckets], double q)
 // Adds what happened between `before` and `after` (two snapshots of one
 // target) to `total`.
 void AddDelta(StatsSnapshot& total, const StatsSnapshot& before, const StatsSnapshot& after);
+
+// What one release served on one color.
+struct ReleaseServed {
+  std::string release;  // "" for what the color answered while it held none
+  StatsSnapshot served;
+};
+
+// How many releases of a color `AddServed` keeps.
+constexpr size_t kReleasesKept = 8;
+
+// Adds `delta` to what `release` served in `list`, which keeps the releases
+// in the order they last held the color, the current one last: the entry
+// moves to the end (or is added there), and the oldest ones beyond
+// kReleasesKept are dropped. No release ("") gets an entry only once it
+// served something.
+void AddServed(std::vector<ReleaseServed>& list, const std::string& release,
+               const StatsSnapshot& delta);
 
 // Figures of the traffic between snapshot `from` and `to`, `seconds` apart.
 Figures Between(const StatsSnapshot& from, const StatsSnapshot& to, double seconds);

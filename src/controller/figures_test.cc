@@ -81,6 +81,45 @@ TEST(FigureHistoryTest, KeepsAtMostItsCapacity) {
   EXPECT_EQ(all->requests, 2u);  // only the samples at 7s, 8s and 9s are left
 }
 
+// The releases of a list, oldest first, with what each served.
+std::vector<std::string> Releases(const std::vector<ReleaseServed>& list) {
+  std::vector<std::string> out;
+  for (const ReleaseServed& r : list)
+    out.push_back(r.release + ":" + std::to_string(r.served.total()));
+  return out;
+}
+
+TEST(AddServedTest, EachReleaseCountsOnlyWhatItServed) {
+  std::vector<ReleaseServed> blue;
+  AddServed(blue, "v1", Served(5, 200, 300));
+  AddServed(blue, "v1", Served(2, 500, 300));
+  AddServed(blue, "v3", Served(3, 200, 300));
+  EXPECT_EQ(Releases(blue), (std::vector<std::string>{"v1:7", "v3:3"}));
+  EXPECT_EQ(blue[0].served.responses[4], 2u);
+  EXPECT_EQ(blue[1].served.responses[4], 0u);
+  // v1 comes back (a rollback): its own series goes on, and it is last.
+  AddServed(blue, "v1", Served(1, 200, 300));
+  EXPECT_EQ(Releases(blue), (std::vector<std::string>{"v3:3", "v1:8"}));
+}
+
+TEST(AddServedTest, ARunningReleaseShowsBeforeItServesButNoReleaseOnlyOnceItAnswered) {
+  std::vector<ReleaseServed> green;
+  AddServed(green, "", StatsSnapshot{});
+  EXPECT_TRUE(green.empty());
+  AddServed(green, "", Served(4, 503, 100));
+  AddServed(green, "v2", StatsSnapshot{});
+  EXPECT_EQ(Releases(green), (std::vector<std::string>{":4", "v2:0"}));
+}
+
+TEST(AddServedTest, KeepsTheReleasesThatHeldTheColorLast) {
+  std::vector<ReleaseServed> blue;
+  for (size_t i = 0; i < kReleasesKept + 3; ++i)
+    AddServed(blue, "v" + std::to_string(i), Served(1, 200, 300));
+  ASSERT_EQ(blue.size(), kReleasesKept);
+  EXPECT_EQ(blue.front().release, "v3");
+  EXPECT_EQ(blue.back().release, "v" + std::to_string(kReleasesKept + 2));
+}
+
 TEST(FormatTest, RatesAndLatencies) {
   EXPECT_EQ(FormatRate(0), "0%");
   EXPECT_EQ(FormatRate(0.0004), "0.04%");

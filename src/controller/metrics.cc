@@ -117,29 +117,33 @@ std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
     }
   }
 
-  // Per color, labelled with the release it runs, so that two releases can
-  // be compared side by side.
-  auto color_labels = [&](const ServiceMetrics& s, int c) {
-    return fmt::format("service=\"{}\",color=\"{}\",release=\"{}\"", Escape(s.name),
-                       ColorName(static_cast<Color>(c)), Escape(s.release[c]));
-  };
-  Header(out, "cutover_color_requests_total", "counter",
-         "Responses of each color (its targets and its 503s), by status class.");
-  for (const ServiceMetrics& s : services) {
-    for (int c = 0; c < 2; ++c) {
-      for (int k = 0; k < 5; ++k) {
-        fmt::format_to(it, "cutover_color_requests_total{{{},class=\"{}\"}} {}\n",
-                       color_labels(s, c), kClassNames[k], s.served[c].responses[k]);
+  // Per color and release: what each release served on each color, so that
+  // two releases can be compared side by side.
+  auto each_release = [&](auto&& fn) {
+    for (const ServiceMetrics& s : services) {
+      for (int c = 0; c < 2; ++c) {
+        for (const ReleaseServed& r : s.served[c]) {
+          fn(fmt::format("service=\"{}\",color=\"{}\",release=\"{}\"", Escape(s.name),
+                         ColorName(static_cast<Color>(c)), Escape(r.release)),
+             r.served);
+        }
       }
     }
-  }
-  Header(out, "cutover_color_request_duration_seconds", "histogram",
-         "Time from the request head to the end of the response, per color.");
-  for (const ServiceMetrics& s : services) {
-    for (int c = 0; c < 2; ++c) {
-      Histogram(out, "cutover_color_request_duration_seconds", color_labels(s, c), s.served[c]);
+  };
+  Header(out, "cutover_color_requests_total", "counter",
+         "Responses of each color (its targets and its 503s) while it held the release, by status "
+         "class.");
+  each_release([&](const std::string& l, const StatsSnapshot& served) {
+    for (int k = 0; k < 5; ++k) {
+      fmt::format_to(it, "cutover_color_requests_total{{{},class=\"{}\"}} {}\n", l, kClassNames[k],
+                     served.responses[k]);
     }
-  }
+  });
+  Header(out, "cutover_color_request_duration_seconds", "histogram",
+         "Time from the request head to the end of the response, per color and release.");
+  each_release([&](const std::string& l, const StatsSnapshot& served) {
+    Histogram(out, "cutover_color_request_duration_seconds", l, served);
+  });
 
   Header(out, "cutover_bad_requests_total", "counter",
          "Requests refused as malformed (400, 431, 501, 505).");

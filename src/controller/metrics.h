@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/types.h"
+#include "controller/figures.h"
 #include "router/router.h"
 #include "router/stats.h"
 
@@ -22,8 +23,9 @@ struct ServiceMetrics {
   Color live = Color::kBlue;
   std::vector<TargetMetrics> targets[2];  // by Color
   StatsSnapshot unrouted[2];              // answered 503 without a target
-  std::string release[2];                 // the release on each color ("" when none)
-  StatsSnapshot served[2];                // everything each color served, unrouted included
+  // What each color served (its targets and its 503s), by the release it
+  // held at the time; the color's current release last.
+  std::vector<ReleaseServed> served[2];
 };
 
 std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,

@@ -38,6 +38,32 @@ TEST(RenderPrometheus, LabelsEveryTargetWithServiceAndColor) {
   EXPECT_NE(text.find("cutover_unmatched_requests_total 3\n"), std::string::npos);
 }
 
+TEST(RenderPrometheus, EachReleaseOfAColorHasItsOwnSeries) {
+  ServiceMetrics s;
+  s.name = "web";
+  ReleaseServed v1{"v1", {}};
+  v1.served.responses[1] = 40;
+  v1.served.latency[0] = 40;
+  ReleaseServed v3{"v3", {}};
+  v3.served.responses[1] = 6;
+  v3.served.responses[4] = 1;
+  v3.served.latency[2] = 7;
+  s.served[0] = {v1, v3};
+  std::string text = RenderPrometheus({s}, RouterCounters{});
+  auto has = [&](std::string_view line) {
+    return text.find(std::string(line) + "\n") != std::string::npos;
+  };
+  const std::string blue = "{service=\"web\",color=\"blue\",release=";
+  EXPECT_TRUE(has("cutover_color_requests_total" + blue + "\"v1\",class=\"2xx\"} 40")) << text;
+  EXPECT_TRUE(has("cutover_color_requests_total" + blue + "\"v3\",class=\"2xx\"} 6")) << text;
+  EXPECT_TRUE(has("cutover_color_requests_total" + blue + "\"v3\",class=\"5xx\"} 1")) << text;
+  EXPECT_TRUE(has("cutover_color_request_duration_seconds_count" + blue + "\"v3\"} 7")) << text;
+  // A color that held no release and answered nothing has no series.
+  EXPECT_EQ(text.find("cutover_color_requests_total{service=\"web\",color=\"green\""),
+            std::string::npos)
+      << text;
+}
+
 TEST(RenderPrometheus, EveryFamilyHasHelpAndType) {
   std::string text = RenderPrometheus({}, RouterCounters{});
   size_t helps = 0, types = 0;
