@@ -1,10 +1,12 @@
 #include "router/worker.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <string>
 #include <utility>
 
 namespace cutover {
@@ -15,6 +17,12 @@ using tcp = asio::ip::tcp;
 namespace {
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// Names the calling thread cutover-wN, as `top -H` and /proc show it.
+void NameWorkerThread(size_t index) {
+  const std::string name = "cutover-w" + std::to_string(index);
+  ::pthread_setname_np(::pthread_self(), name.c_str());
+}
 }  // namespace
 
 IoBuffers::IoBuffers(size_t cap)
@@ -84,7 +92,10 @@ void Worker::Start(std::shared_ptr<const RouteTable> table) {
   SetTable(std::move(table));
   for (size_t i = 0; i < acceptors_.size(); ++i) StartAccept(*acceptors_[i], preview_acceptor_[i]);
   Tick();
-  thread_ = std::thread([this] { ctx_.run(); });
+  thread_ = std::thread([this] {
+    NameWorkerThread(index_);
+    ctx_.run();
+  });
 }
 
 void Worker::Post(std::function<void()> fn) { asio::post(ctx_, std::move(fn)); }

@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -1110,6 +1111,20 @@ TEST(Workers, ClientConnectionsAreSpreadEvenly) {
     ASSERT_TRUE(res) << res.error().message;
     EXPECT_EQ(res->status, 200) << res->body;
   }
+}
+
+TEST(Workers, ThreadsAreNamedAfterTheirWorker) {
+  auto stack = StartWeb();
+  ASSERT_TRUE(stack) << stack.error().message;
+  const std::filesystem::path tasks =
+      "/proc/" + std::to_string((*stack)->daemon->process().pid()) + "/task";
+  std::vector<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    auto comm = ReadFile(task.path() / "comm");
+    if (comm && comm->starts_with("cutover-w")) names.push_back(comm->substr(0, comm->find('\n')));
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"cutover-w0", "cutover-w1"}));
 }
 
 }  // namespace
