@@ -67,10 +67,9 @@ class PostgresOrderStore final : public OrderStore {
     Result<Pool<Conn>::Lease> lease = pool_.Acquire();
     if (!lease) return std::unexpected(lease.error());
     const std::string id_text = std::to_string(id);
-    std::string sql = "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint, total_cents";
-    if (columns_.note) sql += ", note";
-    if (columns_.gift_message) sql += ", gift_message";
-    sql += " FROM orders WHERE id = $1";
+    const std::string sql =
+        "SELECT id, (extract(epoch FROM created_at) * 1000)::bigint, total_cents" +
+        columns_.List() + " FROM orders WHERE id = $1";
     Result<PgResult> head = Exec(*lease, sql, {id_text});
     if (!head) return std::unexpected(head.error());
     if (PQntuples(head->get()) == 0) return std::optional<Order>();
@@ -80,8 +79,7 @@ class PostgresOrderStore final : public OrderStore {
     order.created_unix_ms = ToInt64(h, 0, 1);
     order.total_cents = ToInt64(h, 0, 2);
     int column = 2;
-    if (columns_.note) order.note = Text(h, 0, ++column);
-    if (columns_.gift_message) order.gift_message = Text(h, 0, ++column);
+    for (std::optional<std::string>* field : columns_.Fields(order)) *field = Text(h, 0, ++column);
 
     Result<PgResult> lines = Exec(*lease,
                                   "SELECT item, quantity, price_cents FROM order_items "
@@ -99,10 +97,8 @@ class PostgresOrderStore final : public OrderStore {
   Status Check() override {
     Result<Pool<Conn>::Lease> lease = pool_.Acquire();
     if (!lease) return std::unexpected(lease.error());
-    std::string orders = "SELECT id, created_at, total_cents";
-    if (columns_.note) orders += ", note";
-    if (columns_.gift_message) orders += ", gift_message";
-    orders += " FROM orders WHERE false";
+    const std::string orders =
+        "SELECT id, created_at, total_cents" + columns_.List() + " FROM orders WHERE false";
     for (const std::string& query :
          {orders,
           std::string(
@@ -164,17 +160,9 @@ class PostgresOrderStore final : public OrderStore {
     }
     // Only the columns this release knows: v2 must not name `note`, which
     // its contract drops, and v1 cannot name `gift_message`.
-    std::string sql = "INSERT INTO orders (total_cents";
+    std::string sql = "INSERT INTO orders (total_cents" + columns_.List() + ") VALUES ($1";
     std::vector<std::optional<std::string>> params = {std::to_string(order.total_cents)};
-    if (columns_.note) {
-      sql += ", note";
-      params.push_back(order.note);
-    }
-    if (columns_.gift_message) {
-      sql += ", gift_message";
-      params.push_back(order.gift_message);
-    }
-    sql += ") VALUES ($1";
+    for (const std::optional<std::string>* field : columns_.Fields(order)) params.push_back(*field);
     for (size_t i = 2; i <= params.size(); ++i) sql += ", $" + std::to_string(i);
     sql += ") RETURNING id";
     Result<PgResult> inserted = exec(sql, params);

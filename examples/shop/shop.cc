@@ -107,21 +107,41 @@ std::optional<std::string> Param(const httplib::Request& req, const httplib::Par
   return std::nullopt;
 }
 
-json CartJson(const Cart& cart) {
-  json items = json::array();
-  int64_t total = 0;
+// A cart's lines that are still sold, each with its product, and what they
+// cost. A product no longer sold is not charged.
+struct PricedLine {
+  const CartLine* line;
+  const Product* product;
+};
+struct PricedCart {
+  std::vector<PricedLine> lines;
+  int64_t total_cents = 0;
   int count = 0;
+};
+
+PricedCart PriceCart(const Cart& cart) {
+  PricedCart out;
   for (const CartLine& line : cart) {
     const Product* p = FindProduct(line.item);
-    if (p == nullptr) continue;  // a product no longer sold is not charged
-    total += p->price_cents * line.quantity;
-    count += line.quantity;
-    items.push_back({{"item", line.item},
+    if (p == nullptr) continue;
+    out.lines.push_back({&line, p});
+    out.total_cents += p->price_cents * line.quantity;
+    out.count += line.quantity;
+  }
+  return out;
+}
+
+json CartJson(const Cart& cart) {
+  const PricedCart priced = PriceCart(cart);
+  json items = json::array();
+  for (const auto& [line, p] : priced.lines) {
+    items.push_back({{"item", line->item},
                      {"name", p->name},
-                     {"quantity", line.quantity},
+                     {"quantity", line->quantity},
                      {"price_cents", p->price_cents}});
   }
-  return json{{"items", std::move(items)}, {"count", count}, {"total_cents", total}};
+  return json{
+      {"items", std::move(items)}, {"count", priced.count}, {"total_cents", priced.total_cents}};
 }
 
 json ProductsJson() {
@@ -271,18 +291,15 @@ void Shop::Index(const httplib::Request& req, httplib::Response& res) {
     if (!got) return StoreFailed(res, "carts", got.error());
     cart = std::move(*got);
   }
-  int64_t total = 0;
+  const PricedCart priced = PriceCart(cart);
   std::string lines;
-  for (const CartLine& line : cart) {
-    const Product* p = FindProduct(line.item);
-    if (p == nullptr) continue;
-    total += p->price_cents * line.quantity;
-    lines += "<li>" + std::to_string(line.quantity) + " x " + HtmlEscape(p->name) + "</li>\n";
+  for (const auto& [line, p] : priced.lines) {
+    lines += "<li>" + std::to_string(line->quantity) + " x " + HtmlEscape(p->name) + "</li>\n";
   }
   if (lines.empty()) {
     html += "<p>empty</p>\n";
   } else {
-    html += "<ul>\n" + lines + "</ul>\n<p>total $" + Price(total) +
+    html += "<ul>\n" + lines + "</ul>\n<p>total $" + Price(priced.total_cents) +
             "</p>\n<form method=\"post\" action=\"/checkout\">";
     if (behaviour_.gift_message) {
       html += "<input name=\"gift_message\" placeholder=\"gift message\" maxlength=\"280\"> ";
@@ -366,13 +383,12 @@ void Shop::Checkout(const httplib::Request& req, httplib::Response& res,
   Result<Cart> cart = carts_.Get(*sid);
   if (!cart) return StoreFailed(res, "carts", cart.error());
 
+  const PricedCart priced = PriceCart(*cart);
   NewOrder order;
-  for (const CartLine& line : *cart) {
-    const Product* p = FindProduct(line.item);
-    if (p == nullptr) continue;
-    order.lines.push_back({line.item, line.quantity, p->price_cents});
-    order.total_cents += p->price_cents * line.quantity;
+  for (const auto& [line, p] : priced.lines) {
+    order.lines.push_back({line->item, line->quantity, p->price_cents});
   }
+  order.total_cents = priced.total_cents;
   if (order.lines.empty()) return SendError(res, 409, "the cart is empty");
 
   std::optional<std::string> gift = Param(req, form, "gift_message");

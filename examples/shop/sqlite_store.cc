@@ -270,18 +270,17 @@ class SqliteOrderStore final : public OrderStore {
     std::function<Result<int64_t>(sqlite3*)> body = [&](sqlite3* db) -> Result<int64_t> {
       // Only the columns this release knows: v2 must not name `note`, which
       // its contract drops, and v1 cannot name `gift_message`.
-      std::string sql = "INSERT INTO orders (created_unix_ms, total_cents";
-      if (columns_.note) sql += ", note";
-      if (columns_.gift_message) sql += ", gift_message";
-      sql += ") VALUES (?, ?";
-      if (columns_.note) sql += ", ?";
-      if (columns_.gift_message) sql += ", ?";
+      const auto optional = columns_.Fields(order);
+      std::string sql =
+          "INSERT INTO orders (created_unix_ms, total_cents" + columns_.List() + ") VALUES (?, ?";
+      for (size_t i = 0; i < optional.size(); ++i) sql += ", ?";
       sql += ")";
       Result<Stmt> stmt = PrepareBound(db, sql, NowUnixMs(), order.total_cents);
       if (!stmt) return std::unexpected(stmt.error());
       int index = 2;
-      if (columns_.note) BindOne(stmt->get(), ++index, order.note);
-      if (columns_.gift_message) BindOne(stmt->get(), ++index, order.gift_message);
+      for (const std::optional<std::string>* field : optional) {
+        BindOne(stmt->get(), ++index, *field);
+      }
       if (sqlite3_step(stmt->get()) != SQLITE_DONE) return Fail(Errmsg(db));
       const int64_t id = sqlite3_last_insert_rowid(db);
       for (const OrderLine& line : order.lines) {
@@ -306,10 +305,8 @@ class SqliteOrderStore final : public OrderStore {
       lease->Discard();
       return Fail(std::move(error));
     };
-    std::string sql = "SELECT id, created_unix_ms, total_cents";
-    if (columns_.note) sql += ", note";
-    if (columns_.gift_message) sql += ", gift_message";
-    sql += " FROM orders WHERE id = ?";
+    const std::string sql =
+        "SELECT id, created_unix_ms, total_cents" + columns_.List() + " FROM orders WHERE id = ?";
     Result<Stmt> head = PrepareBound(db, sql, id);
     if (!head) return failed(head.error());
     int rc = sqlite3_step(head->get());
@@ -320,8 +317,9 @@ class SqliteOrderStore final : public OrderStore {
     order.created_unix_ms = sqlite3_column_int64(head->get(), 1);
     order.total_cents = sqlite3_column_int64(head->get(), 2);
     int column = 2;
-    if (columns_.note) order.note = ColumnText(head->get(), ++column);
-    if (columns_.gift_message) order.gift_message = ColumnText(head->get(), ++column);
+    for (std::optional<std::string>* field : columns_.Fields(order)) {
+      *field = ColumnText(head->get(), ++column);
+    }
 
     Result<Stmt> lines = PrepareBound(
         db, "SELECT item, quantity, price_cents FROM order_items WHERE order_id = ? ORDER BY item",
@@ -337,10 +335,8 @@ class SqliteOrderStore final : public OrderStore {
   }
 
   Status Check() override {
-    std::string orders = "SELECT id, created_unix_ms, total_cents";
-    if (columns_.note) orders += ", note";
-    if (columns_.gift_message) orders += ", gift_message";
-    orders += " FROM orders WHERE 0";
+    const std::string orders =
+        "SELECT id, created_unix_ms, total_cents" + columns_.List() + " FROM orders WHERE 0";
     return CheckSchema(pool_, {orders,
                                "SELECT order_id, item, quantity, price_cents FROM order_items "
                                "WHERE 0"});

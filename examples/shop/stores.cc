@@ -14,6 +14,13 @@ std::string RedactUrl(const std::string& url) {
   return url.substr(0, colon + 1) + "***" + url.substr(at);
 }
 
+std::string OrderColumns::List() const {
+  std::string out;
+  if (note) out += ", note";
+  if (gift_message) out += ", gift_message";
+  return out;
+}
+
 Result<Stores> OpenStores(const StoreOptions& options) {
   Stores stores;
   if (options.redis_url.empty()) {

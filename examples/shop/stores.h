@@ -80,6 +80,19 @@ struct Order {
 struct OrderColumns {
   bool note = false;
   bool gift_message = false;
+
+  // ", note, gift_message": those of the optional columns the release uses,
+  // to follow the fixed columns of a column list.
+  std::string List() const;
+  // The fields of `order` (an Order or a NewOrder) for the same columns, in
+  // the same order.
+  template <typename O>
+  auto Fields(O& order) const {
+    std::vector<decltype(&order.note)> out;
+    if (note) out.push_back(&order.note);
+    if (gift_message) out.push_back(&order.gift_message);
+    return out;
+  }
 };
 
 class OrderStore {
