@@ -104,24 +104,53 @@ int64_t SteadyMs() {
 }
 
 void Controller::State::CountServed(ServiceState& s, int c) {
-  StatsSnapshot delta;
-  std::vector<std::pair<TargetPtr, StatsSnapshot>> next;
-  next.reserve(s.targets[c].size());
-  for (const TargetPtr& t : s.targets[c]) {
-    StatsSnapshot snap = t->stats.Snapshot();
-    StatsSnapshot before;
-    for (const auto& [known, last] : s.seen[c]) {
-      if (known == t) before = last;
+  // A color without targets holds no release: it only answers 503.
+  const std::string current = s.targets[c].empty() ? std::string() : s.slots[c].release;
+  // Deltas per release, the current one last (AddServed keeps it last).
+  std::vector<std::pair<std::string, StatsSnapshot>> deltas;
+  auto add = [&](const std::string& release, const StatsSnapshot& before,
+                 const StatsSnapshot& after) {
+    auto it = std::find_if(deltas.begin(), deltas.end(),
+                           [&](const auto& d) { return d.first == release; });
+    if (it == deltas.end()) it = deltas.insert(deltas.end(), {release, {}});
+    AddDelta(it->second, before, after);
+  };
+  std::vector<SeenTarget> next;
+  next.reserve(s.seen[c].size() + s.targets[c].size());
+  for (SeenTarget& seen : s.seen[c]) {
+    if (std::find(s.targets[c].begin(), s.targets[c].end(), seen.target) != s.targets[c].end()) {
+      continue;
     }
-    AddDelta(delta, before, snap);
-    next.emplace_back(t, snap);
+    // Replaced: what it served since goes to its own release; it is
+    // forgotten once only this list holds it.
+    const bool done = seen.target.use_count() == 1;
+    const StatsSnapshot snap = seen.target->stats.Snapshot();
+    add(seen.release, seen.last, snap);
+    if (!done) next.push_back({std::move(seen.target), snap, std::move(seen.release)});
+  }
+  // A bound, should something hold replaced targets for good.
+  constexpr size_t kReplacedKept = 64;
+  if (next.size() > kReplacedKept) next.erase(next.begin(), next.end() - kReplacedKept);
+  add(current, {}, {});
+  for (const TargetPtr& t : s.targets[c]) {
+    const StatsSnapshot snap = t->stats.Snapshot();
+    StatsSnapshot before;
+    for (const SeenTarget& seen : s.seen[c]) {
+      if (seen.target == t) before = seen.last;
+    }
+    add(current, before, snap);
+    next.push_back({t, snap, current});
   }
   s.seen[c] = std::move(next);
-  StatsSnapshot unrouted = s.unrouted[c]->Snapshot();
-  AddDelta(delta, s.unrouted_seen[c], unrouted);
+  const StatsSnapshot unrouted = s.unrouted[c]->Snapshot();
+  add(current, s.unrouted_seen[c], unrouted);
   s.unrouted_seen[c] = unrouted;
-  s.served[c].Add(delta);
-  AddServed(s.by_release[c], s.slots[c].release, delta);
+  std::stable_partition(deltas.begin(), deltas.end(),
+                        [&](const auto& d) { return d.first != current; });
+  for (const auto& [release, delta] : deltas) {
+    s.served[c].Add(delta);
+    AddServed(s.by_release[c], release, delta);
+  }
 }
 
 void Controller::State::SampleFigures() {

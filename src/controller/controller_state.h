@@ -66,6 +66,12 @@ struct Deployment {
   std::shared_ptr<RunCancel> migration;             // the migration run of a step, if any
 };
 
+struct SeenTarget {
+  TargetPtr target;
+  StatsSnapshot last;
+  std::string release;
+};
+
 struct ServiceState {
   const ServiceConfig* config = nullptr;
   Color live = Color::kBlue;
@@ -85,7 +91,11 @@ struct ServiceState {
   // The same, split by the release the color held when it served it, oldest
   // first; the newest kReleasesKept per color.
   std::vector<ReleaseServed> by_release[2];
-  std::vector<std::pair<TargetPtr, StatsSnapshot>> seen[2];  // the targets' last snapshots
+  // Every target of a color counted so far, with its last snapshot and the
+  // release it is counted for; a target replaced on its color stays here,
+  // counted for its own release, until nothing else holds it (its last
+  // requests are done).
+  std::vector<SeenTarget> seen[2];
   StatsSnapshot unrouted_seen[2];
 };
 
@@ -124,8 +134,11 @@ struct Controller::State {
   void ArmRetire(ServiceState& s);
   // Adds what every color served since the last call to its history.
   void SampleFigures();
-  // Adds what `color` served since it was last counted to its totals, as
-  // served by the release it holds now.
+  // Adds what `color` served since it was last counted to its totals: what
+  // its targets and its 503s served, for the release it holds now ("" when
+  // it has no targets), and what targets it no longer routes to still
+  // finished, for the release they ran. Called before the color's targets
+  // change.
   void CountServed(ServiceState& s, int color);
   // Samples every second until the daemon stops.
   void StartSampling();

@@ -544,6 +544,47 @@ TEST_F(Observe, StatusAndMetricsShowEachColorsFigures) {
   StopLoadExpectClean();
 }
 
+// What each release answered on each color, read from /metrics on the
+// control socket: "color release" -> requests.
+std::map<std::string, double> RequestsByRelease(const Daemon& daemon) {
+  std::map<std::string, double> out;
+  auto scraped = daemon.Api("GET", "/metrics");
+  if (!scraped || scraped->status != 200) return out;
+  for (const MetricSample& m : MatchingMetrics(
+           ParseMetrics(scraped->body), "cutover_color_requests_total", {{"service", "web"}})) {
+    out[m.labels.at("color") + " " + m.labels.at("release")] += m.value;
+  }
+  return out;
+}
+
+TEST_F(Observe, EachReleaseOfAColorIsCountedApartUpToTheScrape) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon());
+  ASSERT_NO_FATAL_FAILURE(DeployFirst());  // one request to v1
+  auto get = [&](int n, const std::string& want) {
+    for (int i = 0; i < n; ++i) ASSERT_EQ(GetText(daemon_->port()), want);
+  };
+  ASSERT_NO_FATAL_FAILURE(get(29, "v1"));
+  // Counted the moment they were answered, not at the next sample.
+  EXPECT_EQ(RequestsByRelease(*daemon_), (std::map<std::string, double>{{"blue v1", 30}}));
+
+  CliResult r = Cli(DeployArgs());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_NO_FATAL_FAILURE(get(10, "v2"));
+  // v3 replaces v1 on blue: v1's series stays as it ended, v3's starts at 0.
+  r = Cli({"deploy", "web", "--release", "v3", "--command", AppCommand()});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_NO_FATAL_FAILURE(get(5, "v3"));
+  EXPECT_EQ(RequestsByRelease(*daemon_),
+            (std::map<std::string, double>{{"blue v1", 30}, {"green v2", 10}, {"blue v3", 5}}));
+
+  // Back to v2, which still runs on green: its own series goes on.
+  r = Cli({"rollback", "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  ASSERT_NO_FATAL_FAILURE(get(3, "v2"));
+  EXPECT_EQ(RequestsByRelease(*daemon_),
+            (std::map<std::string, double>{{"blue v1", 30}, {"green v2", 13}, {"blue v3", 5}}));
+}
+
 // ---- config errors ----
 
 // `cutover validate` on a config whose service's observe block (the key on
