@@ -582,7 +582,6 @@ asio::awaitable<ObserveVerdict> Observe(Controller::State& st, ServiceState& s, 
   const std::string baseline = fmt::format("{} before the switch: {}", old_release,
                                            before ? before->ToString() : "no figures");
   const int64_t until = switched_ms + ob.window.count();
-  d.promote_requested = false;
   int64_t last_report = 0;
   for (;;) {
     co_await Nap(d, Millis(1000));
@@ -1248,6 +1247,9 @@ asio::awaitable<void> Controller::RunDeployment(std::string service, int64_t id)
                               : Millis(60'000));
       }
     }
+    // Approval took any promote sent so far; one sent from here on ends
+    // the observe step.
+    d.promote_requested = false;
     if (aborted()) {
       co_await fail("aborted", abort_message());
       co_return;

@@ -75,6 +75,7 @@ struct ObserveOptions {
   std::vector<std::string> thresholds = {"max_error_rate: 5%"};
   std::string min_requests = "20";
   std::string on_inconclusive;  // empty: the default (promote)
+  std::string promotion = "auto";
 };
 
 constexpr int64_t kWindowMs = 4000;  // ObserveOptions::window
@@ -106,7 +107,7 @@ class Observe : public DaemonFixture {
     text += "    driver:\n      type: process\n      command: " + json(AppCommand()).dump() +
             "\n      stop_timeout: 2s\n";
     text += "    health: {path: /healthz, interval: 200ms, timeout: 190ms, deadline: 10s}\n";
-    text += "    promotion: auto\n    rollback_window: 10m\n";
+    text += "    promotion: " + ob.promotion + "\n    rollback_window: 10m\n";
     text += "    observe:\n      window: " + ob.window + "\n      interval: " + ob.interval + "\n";
     for (const std::string& t : ob.thresholds) text += "      " + t + "\n";
     text += "      min_requests: " + ob.min_requests + "\n";
@@ -423,6 +424,32 @@ TEST_F(Observe, TooLittleTrafficWithWaitKeepsWatchingUntilPromoted) {
   EXPECT_TRUE(Contains(StepMessage(d, "observe"), "promoted while observing")) << d.dump(2);
   EXPECT_EQ(GetText(daemon_->port()), "v2");
   EXPECT_EQ(ServiceJson()["live"], "green");
+}
+
+// The promote that approves a manual deployment is not also taken as the end
+// of its observe step.
+TEST_F(Observe, ThePromoteThatApprovesDoesNotEndTheWatch) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon({.window = "3s", .promotion = "manual"}));
+  // Deploys with ARGS and approves it once it waits for approval; the
+  // finished deployment.
+  auto approved = [&](const std::vector<std::string>& args) {
+    const int64_t id = DeployDetached(args);
+    WaitStep(id, "approve", "waiting");
+    CliResult p = Cli({"promote", "web"});
+    EXPECT_EQ(p.exit_code, 0) << p.out;
+    return WaitFinished(id);
+  };
+  ASSERT_EQ(approved({"deploy", "web", "--release", "v1"})["outcome"], "succeeded");
+  ASSERT_NO_FATAL_FAILURE(StartLoad(SteadyLoad()));
+
+  json d = approved(DeployArgs());
+  EXPECT_EQ(d["outcome"], "succeeded") << d.dump(2);
+  EXPECT_EQ(StepMessage(d, "approve"), "promoted") << d.dump(2);
+  const std::string observe = StepMessage(d, "observe");
+  EXPECT_FALSE(Contains(observe, "promoted while observing")) << d.dump(2);
+  EXPECT_TRUE(Contains(observe, "healthy over 3")) << d.dump(2);
+  EXPECT_GE(StepMillis(d, "observe"), 3000) << d.dump(2);
+  StopLoadExpectClean();
 }
 
 TEST_F(Observe, AbortWhileObservingSwitchesBack) {
