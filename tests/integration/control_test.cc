@@ -2,7 +2,9 @@
 // mode, one daemon per path, recovery from a crash), the control API's JSON
 // and errors, the cutover CLI's output and exit codes, /metrics on the socket
 // and on the token-protected TCP listener, the access log, and a graceful stop.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -259,36 +261,71 @@ TEST_F(Control, SecondDaemonThatRefusesToStartTakesNoTraffic) {
   EXPECT_EQ(summary.non_2xx, 0u) << summary.ToString();
 }
 
+// Starts a daemon in a folder of its own on `listen` and `preview`, and
+// expects it to exit 1 naming `taken` as already in use.
+void ExpectRefusedToStart(const std::string& listen, const std::string& preview,
+                          const std::string& taken) {
+  auto dir = TempDir::Create("cutover-control");
+  ASSERT_TRUE(dir);
+  const std::string config = dir->File("cutover.yaml");
+  ASSERT_TRUE(WriteFile(config, "listen: " + listen + "\npreview: {listen: " + preview +
+                                    "}\n"
+                                    "services:\n"
+                                    "  api:\n"
+                                    "    hosts: [api.local]\n"
+                                    "    driver: {type: static, blue: [127.0.0.1:9]}\n"));
+  ChildOptions o;
+  o.argv = {CutoverBinary(), "serve", "--config", config};
+  o.output_file = dir->File("serve.log");
+  o.unset_env = {"CUTOVER_CONTROL"};
+  auto second = ChildProcess::Spawn(o);
+  ASSERT_TRUE(second) << second.error().message;
+  auto exit = second->Wait(DeadlineIn(seconds(15)));
+  ASSERT_TRUE(exit) << "the daemon kept running: " << second->Output();
+  EXPECT_TRUE(exit->Exited(1)) << exit->ToString() << "\n" << second->Output();
+  EXPECT_NE(second->Output().find("listen " + taken + ": Address already in use"),
+            std::string::npos)
+      << second->Output();
+}
+
 // Two daemons for different services on one machine, both left with the
 // same preview address: the second must not quietly share the first's
 // preview connections (and route its checks to the wrong daemon).
 TEST_F(Control, SecondDaemonOnATakenPreviewAddressRefusesToStart) {
   ASSERT_NO_FATAL_FAILURE(StartAll());
-  auto other_dir = TempDir::Create("cutover-control");
-  ASSERT_TRUE(other_dir);
-  const std::string config = other_dir->File("cutover.yaml");
   const std::string preview = "127.0.0.1:" + std::to_string(daemon_->preview_port());
-  ASSERT_TRUE(WriteFile(config,
-                        "listen: 127.0.0.1:0\n"
-                        "preview: {listen: " +
-                            preview +
-                            "}\n"
-                            "services:\n"
-                            "  api:\n"
-                            "    hosts: [api.local]\n"
-                            "    driver: {type: static, blue: [127.0.0.1:9]}\n"));
-  ChildOptions o;
-  o.argv = {CutoverBinary(), "serve", "--config", config};
-  o.output_file = other_dir->File("serve.log");
-  o.unset_env = {"CUTOVER_CONTROL"};
-  auto second = ChildProcess::Spawn(o);
-  ASSERT_TRUE(second) << second.error().message;
-  auto exit = second->Wait(DeadlineIn(seconds(15)));
-  ASSERT_TRUE(exit) << "the second daemon kept running: " << second->Output();
-  EXPECT_TRUE(exit->Exited(1)) << exit->ToString() << "\n" << second->Output();
-  EXPECT_NE(second->Output().find("listen " + preview + ": Address already in use"),
-            std::string::npos)
-      << second->Output();
+  ExpectRefusedToStart("127.0.0.1:0", preview, preview);
+}
+
+// The same for the main listener, whose workers share their port through
+// SO_REUSEPORT: the second daemon must not take a share of the first's
+// clients.
+TEST_F(Control, SecondDaemonOnATakenListenAddressRefusesToStart) {
+  ASSERT_NO_FATAL_FAILURE(StartAll());
+  const std::string listen = "127.0.0.1:" + std::to_string(daemon_->port());
+  ExpectRefusedToStart(listen, "127.0.0.1:0", listen);
+  // The first daemon still has all of them.
+  EXPECT_EQ(GetText(daemon_->port()), "blue");
+}
+
+// Nor with any other program that listens with SO_REUSEPORT (as servers
+// built on some HTTP libraries do by default).
+TEST(ListenAddress, TakenByAnotherProgramWithReusePortRefusesTheStart) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  const int yes = 1;
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes), 0);
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof yes), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  ExpectRefusedToStart(taken, "127.0.0.1:0", taken);
+  ::close(fd);
 }
 
 TEST_F(Control, StaleSocketLeftByAKilledDaemonIsReplaced) {
