@@ -1,14 +1,16 @@
 # Shell functions the demos and benchmarks share. Sourced, not run.
 
-# Prints a port nothing answers on, below the ephemeral range: a port in
-# that range may be taken, before the listener binds it, by the local end of
-# one of the many client or upstream connections of a run. Returns 1 when
-# none is found.
+# Prints a port nothing answers on, below the ephemeral range and outside
+# 20000-29999: a port in the ephemeral range may be taken, before the
+# listener binds it, by the local end of one of the many client or upstream
+# connections of a run, and 20000-29999 is where cutover's process driver
+# starts instances by default (another daemon's instance could take it
+# meanwhile). Returns 1 when none is found.
 free_port() {
   local p low
   low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  [ "${low:-0}" -gt 11024 ] || low=32768
-  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
+  [ "${low:-0}" -gt 31024 ] || low=32768
+  for p in $( (shuf -i 10000-19999 -n 100; shuf -i 30000-$((low - 1)) -n 100) | shuf); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   return 1

@@ -23,7 +23,7 @@
 #   --artifacts DIR  copy what the demo saw into DIR: history.json (every
 #                    deployment), shopper.log (every request of the traffic),
 #                    shopper-summary.json, metrics.txt, phases (when each part
-#                    began), daemon.log
+#                    began), daemon.log, instance-logs/ (each shop instance's log)
 # BUILD (default: build) is the build folder holding cutover, cutover-shop and
 # cutover-shopper.
 set -euo pipefail
@@ -85,6 +85,7 @@ save_artifacts() {
   for f in history.json shopper.log shopper-summary.json metrics.txt phases daemon.log; do
     if [ -f "$work/$f" ]; then cp "$work/$f" "$ARTIFACTS/"; fi
   done
+  if [ -d "$work/state/logs/shop" ]; then cp -r "$work/state/logs/shop" "$ARTIFACTS/instance-logs"; fi
 }
 
 cleanup() {

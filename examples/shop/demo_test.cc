@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -200,8 +201,30 @@ class ShopDemo : public ::testing::Test {
         << "v4's series counts v1's requests";
 
     const std::string out = ReadFile(artifacts_ / "demo.out");
+    ExpectNothingLeftRunning(out);
     EXPECT_NE(out.find("requests served per color and release"), std::string::npos);
     EXPECT_NE(out.find("what the shopper traffic saw"), std::string::npos);
+  }
+
+  // The demo stopped every process it started (the daemon, the shop's
+  // instances, Redis, PostgreSQL) and removed its folder: no process runs
+  // from it or names it.
+  static void ExpectNothingLeftRunning(const std::string& out) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(folder (/tmp/cutover-demo\.\w+))")))
+        << "the demo did not name its folder";
+    const std::string folder = m[1];
+    EXPECT_FALSE(fs::exists(folder)) << folder;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      const std::string pid = entry.path().filename();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::error_code ec;
+      const std::string cwd = fs::read_symlink(entry.path() / "cwd", ec).string();
+      std::string cmdline = ReadFile(entry.path() / "cmdline");
+      std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      EXPECT_FALSE(cwd.starts_with(folder) || cmdline.find(folder) != std::string::npos)
+          << "process " << pid << " (" << cmdline << ") outlived the demo";
+    }
   }
 
   fs::path artifacts_;

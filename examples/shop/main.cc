@@ -16,6 +16,7 @@
 // server's accept loop; cpp-httplib's pool threads run the handlers.
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -119,6 +120,14 @@ int main(int argc, char** argv) {
 
   shop::Shop app(*release, *stores->carts, *stores->orders);
   httplib::Server server;
+  // cpp-httplib listens with SO_REUSEPORT by default, which lets a second
+  // program of the same user listen on the port too and take a share of its
+  // connections without an error; SO_REUSEADDR alone makes a port in use
+  // fail the start.
+  server.set_socket_options([](socket_t sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   app.Register(server);
 
   // Port 0: any free port, which the log line then names.
