@@ -9,8 +9,10 @@
 free_port() {
   local p low
   low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  [ "${low:-0}" -gt 31024 ] || low=32768
-  for p in $( (shuf -i 10000-19999 -n 100; shuf -i 30000-$((low - 1)) -n 100) | shuf); do
+  [ "${low:-0}" -gt 11024 ] || low=32768
+  local ranges=("10000-$((low < 20000 ? low - 1 : 19999))")
+  [ "$low" -le 31000 ] || ranges+=("30000-$((low - 1))")
+  for p in $(for r in "${ranges[@]}"; do shuf -i "$r" -n 100; done | shuf); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   return 1

@@ -3,12 +3,49 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "router/worker.h"
 
 namespace cutover {
+namespace {
+
+// The workers share each main listen port through SO_REUSEPORT, which would
+// also let the daemon share a port with any other program of the same user
+// that listens there with it (another daemon on the same address, a server
+// built on a library that sets it by default): the kernel would hand each
+// of them a share of the connections, silently. So each address is first
+// bound alone, without it, and closed again, one at a time (two of the
+// daemon's own addresses may overlap: 0.0.0.0:80 and [::]:80).
+Status CheckNobodyListens(const std::vector<HostPort>& addresses) {
+  boost::asio::io_context io;
+  for (const HostPort& hp : addresses) {
+    if (hp.port == 0) continue;
+    boost::system::error_code ec;
+    boost::asio::ip::tcp::resolver resolver(io);
+    auto results = resolver.resolve(
+        hp.host, std::to_string(hp.port),
+        boost::asio::ip::tcp::resolver::passive | boost::asio::ip::tcp::resolver::numeric_service,
+        ec);
+    if (ec || results.empty()) continue;  // the workers' bind reports it
+    boost::asio::ip::tcp::acceptor probe(io);
+    const boost::asio::ip::tcp::endpoint ep = results.begin()->endpoint();
+    probe.open(ep.protocol(), ec);
+    if (!ec) probe.set_option(boost::asio::ip::tcp::acceptor::reuse_address(true), ec);
+    if (!ec) probe.bind(ep, ec);
+    if (ec == boost::asio::error::address_in_use) {
+      return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message() +
+                                           " (another program listens there)");
+    }
+  }
+  return {};
+}
+
+}  // namespace
 
 Router::Router(const RouterOptions& options) : options_(options) {}
 
@@ -34,6 +71,7 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
   }
   // The first worker binds; the others share its ports, so that port 0
   // means one kernel-chosen port for all of them.
+  if (Status free = CheckNobodyListens(options.listen); !free) return std::unexpected(free.error());
   std::vector<HostPort> addresses = options.listen;
   std::vector<HostPort> preview = options.preview_listen;
   for (int i = 0; i < options.workers; ++i) {

@@ -63,22 +63,6 @@ Status Worker::Listen(const std::vector<HostPort>& addresses, bool preview) {
                        "listen " + hp.ToString() + ": cannot resolve: " + ec.message());
     }
     tcp::endpoint ep = results.begin()->endpoint();
-    // The workers share their ports through SO_REUSEPORT, which would also
-    // let this daemon share a port with any other program of the same user
-    // that listens there with it (another daemon on the same address, an
-    // application built with a library that sets it): the kernel would then
-    // hand each of them a share of the connections, silently. The first
-    // worker first binds without it, so that a port in use fails the start.
-    if (!preview && index_ == 0 && ep.port() != 0) {
-      tcp::acceptor probe(ctx_);
-      probe.open(ep.protocol(), ec);
-      if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec) probe.bind(ep, ec);
-      if (ec) {
-        return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message() +
-                                             " (another program listens there)");
-      }
-    }
     auto acceptor = std::make_unique<tcp::acceptor>(ctx_);
     acceptor->open(ep.protocol(), ec);
     if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);

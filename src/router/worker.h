@@ -89,8 +89,7 @@ class Worker {
   ~Worker();
 
   // Opens one SO_REUSEPORT listening socket per address (the preview's
-  // without it). Worker 0 first checks that no other program listens on a
-  // main address. Before Start().
+  // without it). Before Start().
   [[nodiscard]] Status Listen(const std::vector<HostPort>& addresses, bool preview);
   // The addresses listened on, with the ports the kernel chose for port 0.
   std::vector<HostPort> BoundAddresses() const;

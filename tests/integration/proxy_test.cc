@@ -1127,5 +1127,18 @@ TEST(Workers, ThreadsAreNamedAfterTheirWorker) {
   EXPECT_EQ(names, (std::vector<std::string>{"cutover-w0", "cutover-w1"}));
 }
 
+// A daemon whose own listen addresses overlap (the same port on 127.0.0.1
+// and on every address) starts: only other programs' sockets stop it.
+TEST(Workers, OverlappingListenAddressesOfOneDaemonStart) {
+  auto stack = StartStack({"blue"}, [](const std::vector<std::string>& a) {
+    std::string config = WebConfig(a);
+    const std::string one = "listen: 127.0.0.1:{port}\n";
+    return config.replace(config.find(one), one.size(),
+                          "listen: [127.0.0.1:{port}, 0.0.0.0:{port}]\n");
+  });
+  ASSERT_TRUE(stack) << stack.error().message;
+  EXPECT_EQ(GetText((*stack)->port()), "blue");
+}
+
 }  // namespace
 }  // namespace cutover::test
