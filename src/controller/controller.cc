@@ -104,53 +104,49 @@ int64_t SteadyMs() {
 }
 
 void Controller::State::CountServed(ServiceState& s, int c) {
-  // A color without targets holds no release: it only answers 503.
-  const std::string current = s.targets[c].empty() ? std::string() : s.slots[c].release;
-  // Deltas per release, the current one last (AddServed keeps it last).
-  std::vector<std::pair<std::string, StatsSnapshot>> deltas;
-  auto add = [&](const std::string& release, const StatsSnapshot& before,
-                 const StatsSnapshot& after) {
-    auto it = std::find_if(deltas.begin(), deltas.end(),
-                           [&](const auto& d) { return d.first == release; });
-    if (it == deltas.end()) it = deltas.insert(deltas.end(), {release, {}});
-    AddDelta(it->second, before, after);
+  auto count = [&](const std::string& release, const StatsSnapshot& delta) {
+    s.served[c].Add(delta);
+    AddServed(s.by_release[c], release, delta);
   };
+  // Replaced targets first: what one served since goes to its own release,
+  // and it is forgotten once only this list holds it (its last request is
+  // done).
   std::vector<SeenTarget> next;
   next.reserve(s.seen[c].size() + s.targets[c].size());
   for (SeenTarget& seen : s.seen[c]) {
     if (std::find(s.targets[c].begin(), s.targets[c].end(), seen.target) != s.targets[c].end()) {
       continue;
     }
-    // Replaced: what it served since goes to its own release; it is
-    // forgotten once only this list holds it.
     const bool done = seen.target.use_count() == 1;
     const StatsSnapshot snap = seen.target->stats.Snapshot();
-    add(seen.release, seen.last, snap);
+    StatsSnapshot delta;
+    AddDelta(delta, seen.last, snap);
+    count(seen.release, delta);
     if (!done) next.push_back({std::move(seen.target), snap, std::move(seen.release)});
   }
   // A bound, should something hold replaced targets for good.
   constexpr size_t kReplacedKept = 64;
   if (next.size() > kReplacedKept) next.erase(next.begin(), next.end() - kReplacedKept);
-  add(current, {}, {});
+
+  // Then the color's targets and its 503s, for the release it holds now
+  // (last, so that it stays the newest of the list). A color without
+  // targets holds no release: it only answers 503.
+  const std::string current = s.targets[c].empty() ? std::string() : s.slots[c].release;
+  StatsSnapshot delta;
   for (const TargetPtr& t : s.targets[c]) {
     const StatsSnapshot snap = t->stats.Snapshot();
     StatsSnapshot before;
     for (const SeenTarget& seen : s.seen[c]) {
       if (seen.target == t) before = seen.last;
     }
-    add(current, before, snap);
+    AddDelta(delta, before, snap);
     next.push_back({t, snap, current});
   }
   s.seen[c] = std::move(next);
   const StatsSnapshot unrouted = s.unrouted[c]->Snapshot();
-  add(current, s.unrouted_seen[c], unrouted);
+  AddDelta(delta, s.unrouted_seen[c], unrouted);
   s.unrouted_seen[c] = unrouted;
-  std::stable_partition(deltas.begin(), deltas.end(),
-                        [&](const auto& d) { return d.first != current; });
-  for (const auto& [release, delta] : deltas) {
-    s.served[c].Add(delta);
-    AddServed(s.by_release[c], release, delta);
-  }
+  count(current, delta);
 }
 
 void Controller::State::SampleFigures() {

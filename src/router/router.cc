@@ -69,9 +69,9 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
       }
       break;
   }
+  if (Status free = CheckNobodyListens(options.listen); !free) return std::unexpected(free.error());
   // The first worker binds; the others share its ports, so that port 0
   // means one kernel-chosen port for all of them.
-  if (Status free = CheckNobodyListens(options.listen); !free) return std::unexpected(free.error());
   std::vector<HostPort> addresses = options.listen;
   std::vector<HostPort> preview = options.preview_listen;
   for (int i = 0; i < options.workers; ++i) {
