@@ -19,12 +19,16 @@
 #include <thread>
 #include <vector>
 
+#include "support/metrics.h"
 #include "support/postgres_server.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using cutover::test::MatchingMetrics;
+using cutover::test::MetricSample;
+using cutover::test::ParseMetrics;
 
 constexpr int64_t kRollbackWindowMs = 20000;
 
@@ -53,15 +57,6 @@ std::vector<Request> ReadShopperLog(const fs::path& path) {
     out.push_back(std::move(r));
   }
   return out;
-}
-
-// The value of label `name` in a Prometheus sample line ("" when absent).
-std::string Label(const std::string& line, const std::string& name) {
-  const std::string key = name + "=\"";
-  const size_t at = line.find(key);
-  if (at == std::string::npos) return "";
-  const size_t from = at + key.size();
-  return line.substr(from, line.find('"', from) - from);
 }
 
 const json* Step(const json& deployment, const std::string& name) {
@@ -180,17 +175,14 @@ class ShopDemo : public ::testing::Test {
     // The router's own counters, per color and release, agree: no 5xx but
     // v4's; each release counted at least the shopper requests it answered,
     // and v4's series on blue holds none of what v1 served there before.
-    std::istringstream metrics(ReadFile(artifacts_ / "metrics.txt"));
     std::map<std::string, uint64_t> counted;  // "color release" -> requests
-    for (std::string line; std::getline(metrics, line);) {
-      if (!line.starts_with("cutover_color_requests_total{") ||
-          line.find("service=\"shop\"") == std::string::npos) {
-        continue;
-      }
-      const std::string color = Label(line, "color"), release = Label(line, "release");
-      counted[color + " " + release] += std::stoull(line.substr(line.rfind(' ') + 1));
-      if (line.find("class=\"5xx\"") != std::string::npos && release != "v4") {
-        EXPECT_TRUE(line.ends_with(" 0")) << line;
+    for (const MetricSample& m :
+         MatchingMetrics(ParseMetrics(ReadFile(artifacts_ / "metrics.txt")),
+                         "cutover_color_requests_total", {{"service", "shop"}})) {
+      const std::string& release = m.labels.at("release");
+      counted[m.labels.at("color") + " " + release] += static_cast<uint64_t>(m.value);
+      if (m.labels.at("class") == "5xx" && release != "v4") {
+        EXPECT_EQ(m.value, 0) << m.labels.at("color") << " " << release;
       }
     }
     for (const char* key : {"blue v1", "green v2", "blue v3", "blue v4"}) {

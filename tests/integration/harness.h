@@ -19,6 +19,7 @@
 #include "api/client.h"
 #include "common/error.h"
 #include "support/child_process.h"
+#include "support/metrics.h"
 #include "support/raw_http.h"
 #include "support/temp_dir.h"
 
@@ -148,20 +149,6 @@ std::string StepMessage(const nlohmann::json& deployment, std::string_view name)
 // neither CUTOVER_CONTROL nor CUTOVER_CONFIG set; stdout and stderr
 // together; one that runs over 60 s is killed.
 CliResult RunCutoverIn(const TempDir& dir, const std::vector<std::string>& args);
-
-// One sample of a Prometheus text exposition.
-struct MetricSample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;  // +Inf reads as 1e300
-};
-
-std::vector<MetricSample> ParseMetrics(std::string_view text);
-
-// The samples named `name` whose labels include `labels`.
-std::vector<MetricSample> MatchingMetrics(const std::vector<MetricSample>& samples,
-                                          std::string_view name,
-                                          const std::map<std::string, std::string>& labels);
 
 // Every instance the process driver started under the log folder `logs`,
 // from the header line of each log file: (port, pid), one entry per start.
