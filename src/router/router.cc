@@ -154,6 +154,7 @@ RouterCounters Router::counters() const {
     const int64_t open = wc.open_connections.load(std::memory_order_relaxed);
     c.open_connections += open;
     c.open_by_worker.push_back(open);
+    c.yields_by_worker.push_back(wc.yields.load(std::memory_order_relaxed));
   }
   return c;
 }

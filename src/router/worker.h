@@ -81,7 +81,21 @@ struct WorkerCounters {
   std::atomic<uint64_t> header_timeouts{0};
   std::atomic<uint64_t> connections{0};
   std::atomic<int64_t> open_connections{0};
+  std::atomic<uint64_t> yields{0};  // see RunEventLoop
 };
+
+// CPU time a worker may spend on ready handlers without a pause before it
+// lets the other threads that wait for its core run.
+inline constexpr std::chrono::microseconds kBusyBudget{1000};
+
+// Runs `ctx` as io_context::run() does, except that whenever its thread has
+// had handlers ready without a pause for kBusyBudget of CPU time, it yields
+// its core once (sched_yield) and counts that in `yields`. Without it, a busy
+// event loop keeps its core until the scheduler's tick: with more runnable
+// threads than cores (the services behind the router often run on the same
+// machine), the backend, the load's other workers and every connection they
+// hold would wait that long.
+void RunEventLoop(boost::asio::io_context& ctx, std::atomic<uint64_t>& yields);
 
 class Worker {
  public:

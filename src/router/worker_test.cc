@@ -1,0 +1,86 @@
+#include "router/worker.h"
+
+#include <gtest/gtest.h>
+#include <time.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <thread>
+
+namespace cutover {
+namespace {
+
+namespace asio = boost::asio;
+
+std::chrono::nanoseconds CpuTime() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+// Keeps the calling thread busy for `cpu` of its own CPU time.
+void Spin(std::chrono::microseconds cpu) {
+  const auto until = CpuTime() + cpu;
+  while (CpuTime() < until) {
+  }
+}
+
+TEST(RunEventLoop, ThreadBusyPastTheBudgetYieldsAndStillRunsEveryHandler) {
+  asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  std::atomic<uint64_t> yields{0};
+  int ran = 0;
+  // Each handler posts the next: the loop always has one ready, for 40
+  // handlers of a quarter of the budget each, ten budgets in all.
+  std::function<void()> step = [&] {
+    Spin(kBusyBudget / 4);
+    if (++ran < 40) asio::post(ctx, step);
+  };
+  asio::post(ctx, step);
+  RunEventLoop(ctx, yields);
+  EXPECT_EQ(ran, 40);
+  EXPECT_GE(yields.load(), 1u);
+  EXPECT_TRUE(ctx.stopped());
+}
+
+TEST(RunEventLoop, ThreadThatPausesBetweenHandlersNeverYields) {
+  asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  std::atomic<uint64_t> yields{0};
+  asio::steady_timer timer(ctx);
+  int ran = 0;
+  // Short handlers a millisecond apart, twice the budget in wall time: the
+  // loop waits for each, so it never stays busy.
+  std::function<void()> arm = [&] {
+    timer.expires_after(std::chrono::milliseconds(1));
+    timer.async_wait([&](boost::system::error_code) {
+      if (++ran < 2 * 40) arm();
+    });
+  };
+  arm();
+  RunEventLoop(ctx, yields);
+  EXPECT_EQ(ran, 80);
+  EXPECT_EQ(yields.load(), 0u);
+}
+
+TEST(RunEventLoop, StopFromAnotherThreadEndsTheLoop) {
+  asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  std::atomic<uint64_t> yields{0};
+  auto guard = asio::make_work_guard(ctx);  // nothing to do, yet never out of work
+  std::atomic<bool> returned{false};
+  std::thread loop([&] {
+    RunEventLoop(ctx, yields);
+    returned = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(returned.load());
+  ctx.stop();
+  loop.join();
+  EXPECT_TRUE(returned.load());
+}
+
+}  // namespace
+}  // namespace cutover
