@@ -93,8 +93,10 @@ inline constexpr std::chrono::microseconds kBusyBudget{1000};
 // its core once (sched_yield) and counts that in `yields`. Without it, a busy
 // event loop keeps its core until the scheduler's tick: with more runnable
 // threads than cores (the services behind the router often run on the same
-// machine), the backend, the load's other workers and every connection they
-// hold would wait that long.
+// machine), the backend, another worker and every connection they hold wait
+// that long. A yield when no other thread waits for the core costs one system
+// call. Handlers run one per poll_one(), so Asio's per-thread cache of
+// recycled memory lasts one handler; see the design notes.
 void RunEventLoop(boost::asio::io_context& ctx, std::atomic<uint64_t>& yields);
 
 class Worker {

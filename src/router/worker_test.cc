@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <thread>
 
 namespace cutover {
@@ -66,20 +67,50 @@ TEST(RunEventLoop, ThreadThatPausesBetweenHandlersNeverYields) {
   EXPECT_EQ(yields.load(), 0u);
 }
 
-TEST(RunEventLoop, StopFromAnotherThreadEndsTheLoop) {
+TEST(RunEventLoop, ShortHandlersBackToBackNeverYield) {
   asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   std::atomic<uint64_t> yields{0};
-  auto guard = asio::make_work_guard(ctx);  // nothing to do, yet never out of work
-  std::atomic<bool> returned{false};
-  std::thread loop([&] {
-    RunEventLoop(ctx, yields);
-    returned = true;
+  int ran = 0;
+  // 200 handlers in one stretch, far less than the budget of CPU time in all.
+  std::function<void()> step = [&] {
+    if (++ran < 200) asio::post(ctx, step);
+  };
+  asio::post(ctx, step);
+  RunEventLoop(ctx, yields);
+  EXPECT_EQ(ran, 200);
+  EXPECT_EQ(yields.load(), 0u);
+}
+
+TEST(RunEventLoop, StopFromAHandlerEndsTheLoopLikeAWorkersDrain) {
+  asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  std::atomic<uint64_t> yields{0};
+  auto guard = asio::make_work_guard(ctx);  // never out of work by itself
+  asio::steady_timer far(ctx, std::chrono::hours(1));
+  far.async_wait([](boost::system::error_code) {});
+  asio::steady_timer soon(ctx, std::chrono::milliseconds(1));
+  bool stopped_here = false;
+  soon.async_wait([&](boost::system::error_code) {
+    stopped_here = true;
+    ctx.stop();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_FALSE(returned.load());
+  RunEventLoop(ctx, yields);
+  EXPECT_TRUE(stopped_here);
+  EXPECT_TRUE(ctx.stopped());
+}
+
+TEST(RunEventLoop, StopFromAnotherThreadWakesTheWaitingLoop) {
+  asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  std::atomic<uint64_t> yields{0};
+  auto guard = asio::make_work_guard(ctx);
+  asio::steady_timer far(ctx, std::chrono::hours(1));  // the loop waits in the reactor
+  far.async_wait([](boost::system::error_code) {});
+  std::promise<void> running;
+  asio::post(ctx, [&] { running.set_value(); });
+  std::thread loop([&] { RunEventLoop(ctx, yields); });
+  running.get_future().wait();
   ctx.stop();
-  loop.join();
-  EXPECT_TRUE(returned.load());
+  loop.join();  // returns: a loop that missed the stop would hang here
+  EXPECT_TRUE(ctx.stopped());
 }
 
 }  // namespace

@@ -1103,6 +1103,12 @@ TEST(Workers, ClientConnectionsAreSpreadEvenly) {
   ASSERT_EQ(open.size(), 2u) << metrics->body;
   EXPECT_EQ(open[0].value, 10) << metrics->body;
   EXPECT_EQ(open[1].value, 10) << metrics->body;
+  // Each worker also reports how often it yielded its core: requests sent one
+  // at a time keep neither busy for a millisecond without a pause.
+  std::vector<MetricSample> yields =
+      MatchingMetrics(ParseMetrics(metrics->body), "cutover_worker_yields_total", {});
+  ASSERT_EQ(yields.size(), 2u) << metrics->body;
+  EXPECT_EQ(yields[0].value + yields[1].value, 0) << metrics->body;
 
   // Every one of them still works from the worker it was handed to.
   for (RawConn& conn : conns) {
