@@ -31,21 +31,33 @@ void Spin(std::chrono::microseconds cpu) {
   }
 }
 
-TEST(RunEventLoop, ThreadBusyPastTheBudgetYieldsAndStillRunsEveryHandler) {
+struct Chain {
+  int ran = 0;
+  uint64_t yields = 0;
+};
+
+// Runs `count` handlers in one stretch, each posting the next so that the
+// loop always has one ready, each spinning for `each` of CPU time.
+Chain RunChain(int count, std::chrono::microseconds each) {
   asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   std::atomic<uint64_t> yields{0};
-  int ran = 0;
-  // Each handler posts the next: the loop always has one ready, for 40
-  // handlers of a quarter of the budget each, ten budgets in all.
+  Chain chain;
   std::function<void()> step = [&] {
-    Spin(kBusyBudget / 4);
-    if (++ran < 40) asio::post(ctx, step);
+    Spin(each);
+    if (++chain.ran < count) asio::post(ctx, step);
   };
   asio::post(ctx, step);
   RunEventLoop(ctx, yields);
-  EXPECT_EQ(ran, 40);
-  EXPECT_GE(yields.load(), 1u);
   EXPECT_TRUE(ctx.stopped());
+  chain.yields = yields.load();
+  return chain;
+}
+
+TEST(RunEventLoop, ThreadBusyPastTheBudgetYieldsAndStillRunsEveryHandler) {
+  // 40 handlers of a quarter of the budget each: ten budgets in all.
+  Chain chain = RunChain(40, kBusyBudget / 4);
+  EXPECT_EQ(chain.ran, 40);
+  EXPECT_GE(chain.yields, 1u);
 }
 
 TEST(RunEventLoop, ThreadThatPausesBetweenHandlersNeverYields) {
@@ -68,17 +80,10 @@ TEST(RunEventLoop, ThreadThatPausesBetweenHandlersNeverYields) {
 }
 
 TEST(RunEventLoop, ShortHandlersBackToBackNeverYield) {
-  asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
-  std::atomic<uint64_t> yields{0};
-  int ran = 0;
   // 200 handlers in one stretch, far less than the budget of CPU time in all.
-  std::function<void()> step = [&] {
-    if (++ran < 200) asio::post(ctx, step);
-  };
-  asio::post(ctx, step);
-  RunEventLoop(ctx, yields);
-  EXPECT_EQ(ran, 200);
-  EXPECT_EQ(yields.load(), 0u);
+  Chain chain = RunChain(200, std::chrono::microseconds(0));
+  EXPECT_EQ(chain.ran, 200);
+  EXPECT_EQ(chain.yields, 0u);
 }
 
 TEST(RunEventLoop, StopFromAHandlerEndsTheLoopLikeAWorkersDrain) {
