@@ -4,10 +4,8 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <cerrno>
 #include <cstring>
-#include <string>
 
 #include "router/worker.h"
 
@@ -25,18 +23,10 @@ Status CheckNobodyListens(const std::vector<HostPort>& addresses) {
   boost::asio::io_context io;
   for (const HostPort& hp : addresses) {
     if (hp.port == 0) continue;
-    boost::system::error_code ec;
-    boost::asio::ip::tcp::resolver resolver(io);
-    auto results = resolver.resolve(
-        hp.host, std::to_string(hp.port),
-        boost::asio::ip::tcp::resolver::passive | boost::asio::ip::tcp::resolver::numeric_service,
-        ec);
-    if (ec || results.empty()) continue;  // the workers' bind reports it
+    Result<boost::asio::ip::tcp::endpoint> ep = ListenEndpoint(io, hp);
+    if (!ep) continue;  // the workers' bind reports it
     boost::asio::ip::tcp::acceptor probe(io);
-    const boost::asio::ip::tcp::endpoint ep = results.begin()->endpoint();
-    probe.open(ep.protocol(), ec);
-    if (!ec) probe.set_option(boost::asio::ip::tcp::acceptor::reuse_address(true), ec);
-    if (!ec) probe.bind(ep, ec);
+    const boost::system::error_code ec = BindTo(probe, *ep, /*reuse_port=*/false);
     if (ec == boost::asio::error::address_in_use) {
       return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message() +
                                            " (another program listens there)");

@@ -25,13 +25,35 @@ void NameWorkerThread(size_t index) {
   const std::string name = "cutover-w" + std::to_string(index);
   ::pthread_setname_np(::pthread_self(), name.c_str());
 }
+}  // namespace
 
 std::chrono::nanoseconds ThreadCpuTime() {
   timespec ts{};
   ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
-}  // namespace
+
+Result<tcp::endpoint> ListenEndpoint(asio::io_context& ctx, const HostPort& hp) {
+  boost::system::error_code ec;
+  tcp::resolver resolver(ctx);
+  auto results = resolver.resolve(hp.host, std::to_string(hp.port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "listen " + hp.ToString() + ": cannot resolve: " + ec.message());
+  }
+  return results.begin()->endpoint();
+}
+
+boost::system::error_code BindTo(tcp::acceptor& acceptor, const tcp::endpoint& ep,
+                                 bool reuse_port) {
+  boost::system::error_code ec;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec && reuse_port) acceptor.set_option(ReusePort(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  return ec;
+}
 
 void RunEventLoop(asio::io_context& ctx, std::atomic<uint64_t>& yields) {
   // One stretch of work per pass: ready handlers one by one until none is
@@ -53,11 +75,12 @@ void RunEventLoop(asio::io_context& ctx, std::atomic<uint64_t>& yields) {
         continue;
       }
       if (std::chrono::steady_clock::now() - wall_start < kBusyBudget) continue;
-      if (ThreadCpuTime() - cpu_start < kBusyBudget) continue;
+      const std::chrono::nanoseconds cpu = ThreadCpuTime();
+      if (cpu - cpu_start < kBusyBudget) continue;
       ::sched_yield();
       yields.fetch_add(1, std::memory_order_relaxed);
-      wall_start = std::chrono::steady_clock::now();
-      cpu_start = ThreadCpuTime();
+      wall_start = std::chrono::steady_clock::now();  // the thread's CPU clock stood still
+      cpu_start = cpu;
     }
     // Nothing is ready: wait until something is. 0 once stopped or out of
     // work, as run() returns then.
@@ -94,20 +117,10 @@ Worker::~Worker() {
 
 Status Worker::Listen(const std::vector<HostPort>& addresses, bool preview) {
   for (const HostPort& hp : addresses) {
-    boost::system::error_code ec;
-    tcp::resolver resolver(ctx_);
-    auto results = resolver.resolve(hp.host, std::to_string(hp.port),
-                                    tcp::resolver::passive | tcp::resolver::numeric_service, ec);
-    if (ec || results.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "listen " + hp.ToString() + ": cannot resolve: " + ec.message());
-    }
-    tcp::endpoint ep = results.begin()->endpoint();
+    Result<tcp::endpoint> ep = ListenEndpoint(ctx_, hp);
+    if (!ep) return std::unexpected(ep.error());
     auto acceptor = std::make_unique<tcp::acceptor>(ctx_);
-    acceptor->open(ep.protocol(), ec);
-    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec && !preview) acceptor->set_option(ReusePort(true), ec);
-    if (!ec) acceptor->bind(ep, ec);
+    boost::system::error_code ec = BindTo(*acceptor, *ep, /*reuse_port=*/!preview);
     if (!ec) acceptor->listen(4096, ec);
     if (ec) {
       return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message());

@@ -84,6 +84,17 @@ struct WorkerCounters {
   std::atomic<uint64_t> yields{0};  // see RunEventLoop
 };
 
+// The calling thread's own CPU time (a system call: no vDSO for it).
+std::chrono::nanoseconds ThreadCpuTime();
+
+// The local address to bind for listening on `hp` (a numeric port).
+Result<boost::asio::ip::tcp::endpoint> ListenEndpoint(boost::asio::io_context& ctx,
+                                                      const HostPort& hp);
+// Opens `acceptor` for `ep` and binds it, with SO_REUSEADDR, and with
+// SO_REUSEPORT when `reuse_port`; it does not listen yet.
+boost::system::error_code BindTo(boost::asio::ip::tcp::acceptor& acceptor,
+                                 const boost::asio::ip::tcp::endpoint& ep, bool reuse_port);
+
 // CPU time a worker may spend on ready handlers without a pause before it
 // lets the other threads that wait for its core run.
 inline constexpr std::chrono::microseconds kBusyBudget{1000};

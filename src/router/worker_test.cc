@@ -1,7 +1,6 @@
 #include "router/worker.h"
 
 #include <gtest/gtest.h>
-#include <time.h>
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -18,16 +17,10 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::chrono::nanoseconds CpuTime() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-}
-
 // Keeps the calling thread busy for `cpu` of its own CPU time.
 void Spin(std::chrono::microseconds cpu) {
-  const auto until = CpuTime() + cpu;
-  while (CpuTime() < until) {
+  const auto until = ThreadCpuTime() + cpu;
+  while (ThreadCpuTime() < until) {
   }
 }
 
