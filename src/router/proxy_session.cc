@@ -241,7 +241,7 @@ class ClientSession final : public SessionBase {
   void Log(const ServiceRoute* route, Color color, const Target* target, int status,
            uint64_t bytes_in, uint64_t bytes_out);
   awaitable<void> Tunnel();
-  static awaitable<void> Pump(tcp::socket& from, tcp::socket& to, char* buf, size_t cap);
+  awaitable<void> Pump(tcp::socket& from, tcp::socket& to, char* buf, size_t cap);
 
   Worker& worker_;
   const RouterOptions& opts_;
@@ -328,6 +328,7 @@ awaitable<void> ClientSession::Run() {
       cend_ = n;
     }
     AcquireBuffers();
+    worker_.Pace();
     first_request_ = false;
     phase_ = Phase::kHead;
     SetDeadline(opts_.timeouts.client_header);
@@ -479,7 +480,12 @@ void ClientSession::BuildUpstreamHead(const Target& target) {
 void ClientSession::BuildResponseHead(const ResponseHead& resp, bool close, bool dechunk) {
   std::string& out = buffers_->head_out;
   out.clear();
-  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} ", resp.status);
+  // The parser took exactly three digits.
+  const char code[] = {static_cast<char>('0' + resp.status / 100),
+                       static_cast<char>('0' + resp.status / 10 % 10),
+                       static_cast<char>('0' + resp.status % 10), ' '};
+  out += "HTTP/1.1 ";
+  out.append(code, sizeof code);
   out += resp.reason;
   out += "\r\n";
   const std::vector<HeaderField>& fields = *resp.headers;
@@ -757,6 +763,7 @@ awaitable<void> ClientSession::Proxy(const ServiceRoute& route, size_t head_len)
         auto [ec, n] = co_await client_.async_read_some(asio::buffer(cbuf_, want), kTuple);
         if (ec || n == 0) break;  // the client gave up; nothing to answer
         cend_ = n;
+        worker_.Pace();
       }
       std::string_view data(cbuf_ + cbeg_, cend_ - cbeg_);
       size_t take = 0;
@@ -948,6 +955,7 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
     size_t want = b.capacity;
     if (resp.body == BodyKind::kLength && resp_left < want) want = static_cast<size_t>(resp_left);
     auto [ec, n] = co_await upstream_.socket.async_read_some(asio::buffer(ubuf_, want), kTuple);
+    worker_.Pace();
     if (ec) {
       if (resp.body == BodyKind::kUntilClose && ec == asio::error::eof) {
         resp_done = true;
@@ -994,6 +1002,7 @@ awaitable<void> ClientSession::Pump(tcp::socket& from, tcp::socket& to, char* bu
   for (;;) {
     auto [ec, n] = co_await from.async_read_some(asio::buffer(buf, cap), kTuple);
     if (ec || n == 0) co_return;
+    worker_.Pace();
     auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf, n), kTuple);
     if (wec) co_return;
   }

@@ -44,7 +44,7 @@ struct RouterCounters {
   uint64_t connections = 0;      // client connections accepted
   int64_t open_connections = 0;
   std::vector<int64_t> open_by_worker;     // open_connections of each worker
-  std::vector<uint64_t> yields_by_worker;  // see RunEventLoop
+  std::vector<uint64_t> yields_by_worker;  // see Pacer
 };
 
 class Router {

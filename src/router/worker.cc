@@ -1,9 +1,7 @@
 #include "router/worker.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -27,12 +25,6 @@ void NameWorkerThread(size_t index) {
 }
 }  // namespace
 
-std::chrono::nanoseconds ThreadCpuTime() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-}
-
 Result<tcp::endpoint> ListenEndpoint(asio::io_context& ctx, const HostPort& hp) {
   boost::system::error_code ec;
   tcp::resolver resolver(ctx);
@@ -53,39 +45,6 @@ boost::system::error_code BindTo(tcp::acceptor& acceptor, const tcp::endpoint& e
   if (!ec && reuse_port) acceptor.set_option(ReusePort(true), ec);
   if (!ec) acceptor.bind(ep, ec);
   return ec;
-}
-
-void RunEventLoop(asio::io_context& ctx, std::atomic<uint64_t>& yields) {
-  // One stretch of work per pass: ready handlers one by one until none is
-  // left. Its clocks start at its kCheckEvery-th handler and are read again
-  // every kCheckEvery, so the short stretches of an unhurried worker read no
-  // clock at all; the thread's CPU clock (a system call) is read only once
-  // the wall clock says the budget may be spent. Time the thread spends
-  // preempted by others does not count.
-  constexpr unsigned kCheckEvery = 16;
-  for (;;) {
-    unsigned handled = 0;
-    SteadyTime wall_start{};
-    std::chrono::nanoseconds cpu_start{0};
-    while (ctx.poll_one() != 0) {
-      if (++handled % kCheckEvery != 0) continue;
-      if (handled == kCheckEvery) {
-        wall_start = std::chrono::steady_clock::now();
-        cpu_start = ThreadCpuTime();
-        continue;
-      }
-      if (std::chrono::steady_clock::now() - wall_start < kBusyBudget) continue;
-      const std::chrono::nanoseconds cpu = ThreadCpuTime();
-      if (cpu - cpu_start < kBusyBudget) continue;
-      ::sched_yield();
-      yields.fetch_add(1, std::memory_order_relaxed);
-      wall_start = std::chrono::steady_clock::now();  // the thread's CPU clock stood still
-      cpu_start = cpu;
-    }
-    // Nothing is ready: wait until something is. 0 once stopped or out of
-    // work, as run() returns then.
-    if (ctx.run_one() == 0) return;
-  }
 }
 
 IoBuffers::IoBuffers(size_t cap)
@@ -147,7 +106,7 @@ void Worker::Start(std::shared_ptr<const RouteTable> table) {
   Tick();
   thread_ = std::thread([this] {
     NameWorkerThread(index_);
-    RunEventLoop(ctx_, counters_.yields);
+    ctx_.run();
   });
 }
 

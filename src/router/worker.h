@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "router/access_log.h"
 #include "router/http_parser.h"
+#include "router/pacer.h"
 #include "router/route_table.h"
 #include "router/router.h"
 
@@ -81,11 +82,8 @@ struct WorkerCounters {
   std::atomic<uint64_t> header_timeouts{0};
   std::atomic<uint64_t> connections{0};
   std::atomic<int64_t> open_connections{0};
-  std::atomic<uint64_t> yields{0};  // see RunEventLoop
+  std::atomic<uint64_t> yields{0};  // see Pacer
 };
-
-// The calling thread's own CPU time (a system call: no vDSO for it).
-std::chrono::nanoseconds ThreadCpuTime();
 
 // The local address to bind for listening on `hp` (a numeric port).
 Result<boost::asio::ip::tcp::endpoint> ListenEndpoint(boost::asio::io_context& ctx,
@@ -94,21 +92,6 @@ Result<boost::asio::ip::tcp::endpoint> ListenEndpoint(boost::asio::io_context& c
 // SO_REUSEPORT when `reuse_port`; it does not listen yet.
 boost::system::error_code BindTo(boost::asio::ip::tcp::acceptor& acceptor,
                                  const boost::asio::ip::tcp::endpoint& ep, bool reuse_port);
-
-// CPU time a worker may spend on ready handlers without a pause before it
-// lets the other threads that wait for its core run.
-inline constexpr std::chrono::microseconds kBusyBudget{1000};
-
-// Runs `ctx` as io_context::run() does, except that whenever its thread has
-// had handlers ready without a pause for kBusyBudget of CPU time, it yields
-// its core once (sched_yield) and counts that in `yields`. Without it, a busy
-// event loop keeps its core until the scheduler's tick: with more runnable
-// threads than cores (the services behind the router often run on the same
-// machine), the backend, another worker and every connection they hold wait
-// that long. A yield when no other thread waits for the core costs one system
-// call. Handlers run one per poll_one(), so Asio's per-thread cache of
-// recycled memory lasts one handler; see the design notes.
-void RunEventLoop(boost::asio::io_context& ctx, std::atomic<uint64_t>& yields);
 
 class Worker {
  public:
@@ -151,6 +134,13 @@ class Worker {
   const RouteTable* PinTable();
   void UnpinTable(const RouteTable* table);
   bool draining() const { return draining_; }
+
+  // One unit of a session's work: a request begun, a piece of a body
+  // relayed. Lets the thread yield its core when it has been busy for a
+  // while (see Pacer).
+  void Pace() {
+    if (pacer_.Step()) counters_.yields.fetch_add(1, std::memory_order_relaxed);
+  }
 
   // Round robin over the healthy targets of `route`'s pool for `color`,
   // skipping `exclude`; nullptr when none is healthy.
@@ -195,6 +185,7 @@ class Worker {
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::vector<bool> preview_acceptor_;  // parallel to acceptors_
   boost::asio::steady_timer tick_;
+  Pacer pacer_;
   std::thread thread_;
 
   struct PinnedTable {
