@@ -165,8 +165,8 @@ std::string RenderPrometheus(const std::vector<ServiceMetrics>& services,
                    router.open_by_worker[i]);
   }
   Header(out, "cutover_worker_yields_total", "counter",
-         "Times a router worker thread had work ready for 1 ms of CPU time without a pause "
-         "and yielded its core once.");
+         "Times a router worker thread, having run for at least three quarters of the last "
+         "millisecond, yielded its core once.");
   for (size_t i = 0; i < router.yields_by_worker.size(); ++i) {
     fmt::format_to(it, "cutover_worker_yields_total{{worker=\"{}\"}} {}\n", i,
                    router.yields_by_worker[i]);

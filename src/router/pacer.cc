@@ -7,14 +7,16 @@ namespace cutover {
 
 namespace {
 std::chrono::steady_clock::time_point SteadyNow() { return std::chrono::steady_clock::now(); }
-void SchedYield() { ::sched_yield(); }
-}  // namespace
 
+// The calling thread's own CPU time (a system call: no vDSO for it).
 std::chrono::nanoseconds ThreadCpuTime() {
   timespec ts{};
   ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
 }
+
+void SchedYield() { ::sched_yield(); }
+}  // namespace
 
 Pacer::Pacer() : Pacer(&SteadyNow, &ThreadCpuTime, &SchedYield) {}
 

@@ -8,9 +8,6 @@
 
 namespace cutover {
 
-// The calling thread's own CPU time (a system call: no vDSO for it).
-std::chrono::nanoseconds ThreadCpuTime();
-
 // An event loop that always finds a handler ready never sleeps, and the
 // kernel then switches it out only at the scheduler's tick (4 ms here). With
 // more runnable threads than cores (the services behind the router often run

@@ -1104,7 +1104,7 @@ TEST(Workers, ClientConnectionsAreSpreadEvenly) {
   EXPECT_EQ(open[0].value, 10) << metrics->body;
   EXPECT_EQ(open[1].value, 10) << metrics->body;
   // Each worker also reports how often it yielded its core: requests sent one
-  // at a time keep neither busy for a millisecond without a pause.
+  // at a time keep neither on its core for most of a millisecond.
   std::vector<MetricSample> yields =
       MatchingMetrics(ParseMetrics(metrics->body), "cutover_worker_yields_total", {});
   ASSERT_EQ(yields.size(), 2u) << metrics->body;
