@@ -4,6 +4,7 @@
 // RunCancel).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -75,6 +76,11 @@ class MigrationDb {
   virtual ExecResult SetLockTimeout(Millis timeout) = 0;
   // Runs one statement of a migration file.
   virtual ExecResult Exec(std::string_view statement) = 0;
+  // The same, stopped (an error with `cancelled`) once `cancelled` is true,
+  // whether it turned true while the statement ran or just before it
+  // started, when an interrupt would still find the connection idle.
+  virtual ExecResult ExecUnlessCancelled(std::string_view statement,
+                                         const std::atomic<bool>& cancelled) = 0;
 
   // The index named `name` (as the catalog stores it) on `table` (as a
   // statement writes it, resolved through the statements' search path):

@@ -24,6 +24,10 @@ namespace cutover {
   X(PQcancel) \
   X(PQntuples) \
   X(PQexec) \
+  X(PQsendQuery) \
+  X(PQisBusy) \
+  X(PQconsumeInput) \
+  X(PQsocket) \
   X(PQresultStatus) \
   X(PQputCopyEnd) \
   X(PQgetResult) \

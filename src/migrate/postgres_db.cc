@@ -2,8 +2,11 @@
 // advisory lock and writes the history outside the files' transactions,
 // another runs the files.
 #include <fmt/format.h>
+#include <poll.h>
 
+#include <cerrno>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "migrate/db.h"
@@ -203,21 +206,27 @@ class PostgresDb final : public MigrationDb {
   }
 
   ExecResult Exec(std::string_view statement) override {
-    PgResult r(Pq().PQexec(work_.get(), std::string(statement).c_str()));
-    ExecStatusType status = r ? Pq().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
-      return {};
+    return Outcome(PgResult(Pq().PQexec(work_.get(), std::string(statement).c_str())));
+  }
+
+  ExecResult ExecUnlessCancelled(std::string_view statement,
+                                 const std::atomic<bool>& cancelled) override {
+    PGconn* c = work_.get();
+    if (Pq().PQsendQuery(c, std::string(statement).c_str()) == 0) {
+      return std::unexpected(DbError{.message = ConnError(c)});
     }
-    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
-      // Nothing feeds COPY FROM STDIN here; end it so the connection stays usable.
-      Pq().PQputCopyEnd(work_.get(), "COPY is not supported in migration files");
-      while (PgResult(Pq().PQgetResult(work_.get()))) {
-      }
-      return std::unexpected(DbError{.message = "COPY FROM STDIN / TO STDOUT cannot run in a "
-                                                "migration file; use INSERT or COPY from a "
-                                                "server-side file"});
+    // The last result is the statement's (or the first error, which ends a
+    // string of statements), as PQexec would return it.
+    PgResult last;
+    for (;;) {
+      AwaitResult(c, cancelled);
+      PgResult r(Pq().PQgetResult(c));
+      if (!r) break;
+      ExecStatusType status = Pq().PQresultStatus(r.get());
+      last = std::move(r);
+      if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) break;
     }
-    return std::unexpected(ResultError(work_.get(), r.get()));
+    return Outcome(std::move(last));
   }
 
   Result<std::optional<IndexInfo>> FindIndex(std::string_view table,
@@ -249,6 +258,52 @@ class PostgresDb final : public MigrationDb {
   }
 
  private:
+  // What a statement's result means for the migration.
+  ExecResult Outcome(PgResult r) {
+    ExecStatusType status = r ? Pq().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY) {
+      return {};
+    }
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+      // Nothing feeds COPY FROM STDIN here; end it so the connection stays usable.
+      Pq().PQputCopyEnd(work_.get(), "COPY is not supported in migration files");
+      while (PgResult(Pq().PQgetResult(work_.get()))) {
+      }
+      return std::unexpected(DbError{.message = "COPY FROM STDIN / TO STDOUT cannot run in a "
+                                                "migration file; use INSERT or COPY from a "
+                                                "server-side file"});
+    }
+    return std::unexpected(ResultError(work_.get(), r.get()));
+  }
+
+  // Waits until libpq holds the next result. A cancel request that reached
+  // the server before the statement did was ignored there (the connection
+  // was idle), so while `cancelled` is true and the statement still runs,
+  // the request is sent again: first 200 ms after the flag is seen (a cancel
+  // that worked has ended the statement by then, and no stray request is
+  // left to hit the next one), then every 500 ms.
+  void AwaitResult(PGconn* c, const std::atomic<bool>& cancelled) {
+    using std::chrono::milliseconds;
+    using std::chrono::steady_clock;
+    std::optional<steady_clock::time_point> next_cancel;
+    while (Pq().PQisBusy(c) != 0) {
+      if (cancelled.load()) {
+        steady_clock::time_point now = steady_clock::now();
+        if (!next_cancel) {
+          next_cancel = now + milliseconds(200);
+        } else if (now >= *next_cancel) {
+          char buffer[256];
+          Pq().PQcancel(cancel_.get(), buffer, sizeof buffer);
+          next_cancel = now + milliseconds(500);
+        }
+      }
+      pollfd p{.fd = Pq().PQsocket(c), .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, 100) < 0 && errno != EINTR) return;
+      // A broken connection: PQgetResult then reports it.
+      if (Pq().PQconsumeInput(c) == 0) return;
+    }
+  }
+
   static AppliedMigration Row(const PGresult* r, int i) {
     AppliedMigration m;
     m.version = Field(r, i, 0);

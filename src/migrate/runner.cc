@@ -93,6 +93,13 @@ class FileRunner {
  private:
   bool Cancelled() const { return options_.cancel && options_.cancel->cancelled(); }
 
+  // A cancel stops the statement even when it comes between the check
+  // before it and its start.
+  ExecResult ExecStatement(const Statement& s) {
+    static const std::atomic<bool> kNever{false};
+    return db_.ExecUnlessCancelled(s.text, options_.cancel ? options_.cancel->flag() : kNever);
+  }
+
   Millis LockTimeout(const MigrationFile& f) const {
     return f.options.lock_timeout.value_or(options_.lock_timeout);
   }
@@ -202,7 +209,7 @@ class FileRunner {
                       fmt::format("{}:{}: cancelled before this statement", f.filename, s.line),
                       true);
         }
-        ExecResult done = db_.Exec(s.text);
+        ExecResult done = ExecStatement(s);
         if (done) continue;
         db_.Rollback();
         if (Retry(f, run, &s, done.error())) {
@@ -286,7 +293,7 @@ class FileRunner {
       if (db_.dialect() == Dialect::kPostgres) index = ConcurrentIndexOf(s.text);
       Result<std::optional<IndexInfo>> before = std::optional<IndexInfo>();
       if (index) before = db_.FindIndex(index->table, index->name);
-      ExecResult done = db_.Exec(s.text);
+      ExecResult done = ExecStatement(s);
       if (!done) {
         const std::string note = index ? AfterFailedBuild(*index, before, left_index) : "";
         if (Retry(f, run, &s, done.error())) {

@@ -82,6 +82,7 @@ class RunCancel {
  public:
   void Cancel();
   bool cancelled() const { return cancelled_.load(); }
+  const std::atomic<bool>& flag() const { return cancelled_; }
 
   // The runner's side: what Cancel() must interrupt while a statement runs.
   void Attach(std::function<void()> interrupt);

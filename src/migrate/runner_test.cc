@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "migrate/db.h"
 #include "support/net.h"
 #include "support/postgres_server.h"
 #include "support/temp_dir.h"
@@ -1176,6 +1177,28 @@ TEST_P(RunnerTest, CancelInterruptsTheRunningFile) {
         test::DeadlineIn(5s)))
         << "the server still runs the cancelled statement";
   }
+}
+
+// The runner looks for a cancel before each statement. A cancel that comes
+// after that look and before the statement reaches the database finds the
+// connection idle, and an interrupt then does nothing; the statement must
+// still stop once it runs.
+TEST_P(RunnerTest, ACancelThatCameJustBeforeTheStatementStillStopsIt) {
+  Result<std::unique_ptr<MigrationDb>> db = pg() ? OpenPostgres(url_) : OpenSqlite(url_, 10s, true);
+  ASSERT_TRUE(db.has_value()) << db.error().message;
+  RunCancel cancel;
+  cancel.Attach((*db)->Interrupter());
+  cancel.Cancel();  // interrupts a connection that runs nothing yet
+
+  // Without the cancel this runs for 30 s (PostgreSQL) or about a second.
+  ExecResult r = (*db)->ExecUnlessCancelled(SlowStatement(pg() ? 30 : 1), cancel.flag());
+  cancel.Detach();
+  ASSERT_FALSE(r.has_value()) << "the statement ran to its end";
+  EXPECT_TRUE(r.error().cancelled) << r.error().message;
+
+  // The connection is still usable, and nothing else is cancelled on it.
+  EXPECT_TRUE((*db)->Exec("CREATE TABLE after_cancel (id integer)").has_value());
+  EXPECT_TRUE(TableExists("after_cancel"));
 }
 
 TEST_P(RunnerTest, CancelBeforeTheRunAppliesNothing) {

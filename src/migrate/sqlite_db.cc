@@ -159,6 +159,18 @@ class SqliteDb final : public MigrationDb {
     return {};
   }
 
+  ExecResult ExecUnlessCancelled(std::string_view statement,
+                                 const std::atomic<bool>& cancelled) override {
+    // SQLite calls the handler every 1000 steps of its virtual machine while
+    // the statement runs; true ends the statement with SQLITE_INTERRUPT.
+    sqlite3_progress_handler(
+        db_, 1000, [](void* flag) { return static_cast<std::atomic<bool>*>(flag)->load() ? 1 : 0; },
+        const_cast<std::atomic<bool>*>(&cancelled));
+    ExecResult r = Exec(statement);
+    sqlite3_progress_handler(db_, 0, nullptr, nullptr);
+    return r;
+  }
+
   Result<std::optional<IndexInfo>> FindIndex(std::string_view, std::string_view) override {
     return std::optional<IndexInfo>();
   }
