@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -118,6 +119,9 @@ void Controller::State::CountServed(ServiceState& s, int c) {
       continue;
     }
     const bool done = seen.target.use_count() == 1;
+    // use_count() reads relaxed. The fence pairs it with the release of the
+    // last other holder, so that holder's final counts are in the snapshot.
+    if (done) std::atomic_thread_fence(std::memory_order_acquire);
     const StatsSnapshot snap = seen.target->stats.Snapshot();
     StatsSnapshot delta;
     AddDelta(delta, seen.last, snap);
