@@ -9,6 +9,7 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -30,7 +31,7 @@ using tcp = asio::ip::tcp;
 using asio::awaitable;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kTuple = asio::as_tuple(asio::deferred);
 
 enum class Phase : uint8_t {
   kIdle,          // waiting for the next request (no buffers held)
@@ -184,7 +185,7 @@ class ClientSession final : public SessionBase {
     if (table.Routes(tunnel_target_)) {
       deadline = SteadyTime::max();  // its color is live (again): keep it
     } else if (deadline == SteadyTime::max()) {
-      deadline = Clock::now() + tunnel_drain_;
+      deadline = CoarseNow() + tunnel_drain_;
     }
   }
 
@@ -199,7 +200,7 @@ class ClientSession final : public SessionBase {
  private:
   enum class HeadResult { kOk, kClosed, kError };
 
-  void SetDeadline(Millis d) { deadline = Clock::now() + d; }
+  void SetDeadline(Millis d) { deadline = CoarseNow() + d; }
 
   void AcquireBuffers() {
     if (!buffers_) {
@@ -216,7 +217,11 @@ class ClientSession final : public SessionBase {
     }
   }
 
-  awaitable<HeadResult> ReadRequestHead(size_t* head_len, ParseError* error);
+  // Parses the request head once its end is in the buffer; bytes before
+  // *scanned were already searched for it.
+  ParseResult ParseHeadIfComplete(size_t* scanned, size_t* head_len, ParseError* error);
+  // Reads until the head is complete (or fails), starting from `scanned`.
+  awaitable<HeadResult> ReadRequestHead(size_t scanned, size_t* head_len, ParseError* error);
   enum class SendResult { kSent, kConnectFailed, kWriteFailed, kTimedOut };
   enum class HeadOutcome { kOk, kBad, kTimedOut, kClosedSilently };
 
@@ -267,26 +272,28 @@ class ClientSession final : public SessionBase {
   Color color_ = Color::kBlue;  // the color the current request is routed to
 };
 
-awaitable<ClientSession::HeadResult> ClientSession::ReadRequestHead(size_t* head_len,
-                                                                    ParseError* error) {
+ParseResult ClientSession::ParseHeadIfComplete(size_t* scanned, size_t* head_len,
+                                               ParseError* error) {
+  std::string_view data(cbuf_ + cbeg_, cend_ - cbeg_);
+  if (data.empty()) return ParseResult::kIncomplete;
+  // Only parse once the blank line that ends the head has arrived; a head
+  // trickling in byte by byte is scanned once, not once per byte.
   const ParseLimits& limits = worker_.limits();
-  size_t scanned = cbeg_;  // bytes before this were searched for the blank line
+  size_t from = *scanned > cbeg_ + 3 ? *scanned - 3 : cbeg_;
+  std::string_view fresh(cbuf_ + from, cend_ - from);
+  *scanned = cend_;
+  bool complete = fresh.find("\r\n\r\n") != std::string_view::npos;
+  if (!complete && data.size() < limits.max_head_bytes && !HasBareLineFeed(fresh)) {
+    return ParseResult::kIncomplete;
+  }
+  req_.headers = &buffers_->request_headers;
+  return ParseRequestHead(data, limits, req_, head_len, error);
+}
+
+awaitable<ClientSession::HeadResult> ClientSession::ReadRequestHead(size_t scanned,
+                                                                    size_t* head_len,
+                                                                    ParseError* error) {
   for (;;) {
-    std::string_view data(cbuf_ + cbeg_, cend_ - cbeg_);
-    if (!data.empty()) {
-      // Only parse once the blank line that ends the head has arrived; a
-      // head trickling in byte by byte is scanned once, not once per byte.
-      size_t from = scanned > cbeg_ + 3 ? scanned - 3 : cbeg_;
-      std::string_view fresh(cbuf_ + from, cend_ - from);
-      bool complete = fresh.find("\r\n\r\n") != std::string_view::npos;
-      if (complete || data.size() >= limits.max_head_bytes || HasBareLineFeed(fresh)) {
-        req_.headers = &buffers_->request_headers;
-        ParseResult r = ParseRequestHead(data, limits, req_, head_len, error);
-        if (r == ParseResult::kComplete) co_return HeadResult::kOk;
-        if (r == ParseResult::kError) co_return HeadResult::kError;
-      }
-      scanned = cend_;
-    }
     if (cend_ == buffers_->capacity) {
       // Make room: move the partial head to the front of the buffer.
       std::memmove(cbuf_, cbuf_ + cbeg_, cend_ - cbeg_);
@@ -305,6 +312,9 @@ awaitable<ClientSession::HeadResult> ClientSession::ReadRequestHead(size_t* head
       co_return HeadResult::kClosed;
     }
     cend_ += n;
+    ParseResult r = ParseHeadIfComplete(&scanned, head_len, error);
+    if (r == ParseResult::kComplete) co_return HeadResult::kOk;
+    if (r == ParseResult::kError) co_return HeadResult::kError;
   }
 }
 
@@ -333,7 +343,16 @@ awaitable<void> ClientSession::Run() {
     SetDeadline(opts_.timeouts.client_header);
     size_t head_len = 0;
     ParseError perr;
-    HeadResult hr = co_await ReadRequestHead(&head_len, &perr);
+    // Most heads arrive whole with their first bytes: parsed without a
+    // coroutine of their own.
+    size_t scanned = cbeg_;
+    HeadResult hr = HeadResult::kOk;
+    ParseResult pr = ParseHeadIfComplete(&scanned, &head_len, &perr);
+    if (pr == ParseResult::kError) {
+      hr = HeadResult::kError;
+    } else if (pr == ParseResult::kIncomplete) {
+      hr = co_await ReadRequestHead(scanned, &head_len, &perr);
+    }
     if (hr == HeadResult::kClosed) break;
     if (hr == HeadResult::kError) {
       if (perr.status != 408)

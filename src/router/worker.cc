@@ -291,7 +291,7 @@ Target* Worker::PickTarget(const ServiceRoute& route, Color color, const Target*
 bool Worker::TakeIdle(Target* target, UpstreamConn& out) {
   if (target->id >= idle_.size()) return false;
   std::vector<UpstreamConn>& pool = idle_[target->id];
-  SteadyTime now = std::chrono::steady_clock::now();
+  SteadyTime now = CoarseNow();
   while (!pool.empty()) {
     UpstreamConn c = std::move(pool.back());
     pool.pop_back();
@@ -309,7 +309,7 @@ void Worker::ReturnIdle(UpstreamConn conn) {
   if (t->id >= idle_.size()) idle_.resize(t->id + 1);
   std::vector<UpstreamConn>& pool = idle_[t->id];
   if (pool.size() >= options_.max_idle_per_target) return;
-  conn.idle_since = std::chrono::steady_clock::now();
+  conn.idle_since = CoarseNow();
   pool.push_back(std::move(conn));
 }
 
