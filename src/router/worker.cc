@@ -117,7 +117,7 @@ void Worker::Shutdown(Millis grace) {
   Post([this, grace] {
     if (draining_) return;
     draining_ = true;
-    drain_deadline_ = std::chrono::steady_clock::now() + grace;
+    drain_deadline_ = CoarseNow() + grace;
     for (auto& a : acceptors_) {
       boost::system::error_code ignored;
       a->close(ignored);
@@ -220,7 +220,7 @@ void Worker::Tick() {
   tick_.expires_after(kTickInterval);
   tick_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    SteadyTime now = std::chrono::steady_clock::now();
+    SteadyTime now = CoarseNow();
     if (draining_ && now >= drain_deadline_) {
       for (SessionBase* s = sessions_; s != nullptr;) {
         SessionBase* next = s->next;

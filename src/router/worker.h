@@ -32,8 +32,8 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 // The steady clock as of the kernel's last tick (a few milliseconds old):
 // cheaper to read than steady_clock::now(), and close enough for timeouts
-// that a worker checks every 100 ms. It is the same clock (CLOCK_MONOTONIC),
-// so the two compare.
+// that a worker checks every 100 ms. Deadlines and idle times are all kept
+// on it; latencies are measured with steady_clock.
 inline SteadyTime CoarseNow() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
