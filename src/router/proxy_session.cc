@@ -17,6 +17,7 @@
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "router/http_parser.h"
@@ -27,7 +28,8 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
+template <typename T>
+using awaitable = asio::awaitable<T, WorkerExecutor>;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 constexpr auto kTuple = asio::as_tuple(asio::deferred);
@@ -69,6 +71,48 @@ std::string_view ReasonPhrase(int status) {
     default:
       return "Error";
   }
+}
+
+// Writes a head into memory sized once for the longest head the caller can
+// write, so that no piece checks the capacity (a head is rebuilt for every
+// request and every response).
+class HeadWriter {
+ public:
+  HeadWriter(char* begin, size_t bound) : begin_(begin), p_(begin), end_(begin + bound) {}
+  // The bound is a sum over the same pieces, so passing it is a bug; the
+  // memory after it is not the head's.
+  HeadWriter& operator<<(std::string_view s) {
+    if (s.size() > static_cast<size_t>(end_ - p_)) [[unlikely]]
+      std::abort();
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+    return *this;
+  }
+  HeadWriter& operator<<(char c) {
+    if (p_ == end_) [[unlikely]]
+      std::abort();
+    *p_++ = c;
+    return *this;
+  }
+  // A header field as "name: value\r\n": FieldBytes(f) bytes.
+  void Field(const HeaderField& f) { *this << f.name << ": " << f.value << "\r\n"; }
+  static size_t FieldBytes(const HeaderField& f) { return f.name.size() + f.value.size() + 4; }
+  size_t size() const { return static_cast<size_t>(p_ - begin_); }
+
+ private:
+  char* begin_;
+  char* p_;
+  char* end_;
+};
+
+// Replaces `out` with what `write` puts in a HeadWriter of `bound` bytes.
+template <typename Write>
+void WriteHead(std::string& out, size_t bound, Write&& write) {
+  out.resize_and_overwrite(bound, [&](char* p, size_t n) {
+    HeadWriter w(p, n);
+    write(w);
+    return w.size();
+  });
 }
 
 constexpr std::string_view kPreviewTokenHeader = "x-cutover-preview-token";
@@ -125,7 +169,7 @@ bool IsIdempotentWithoutSideEffects(std::string_view method) {
 
 // True when the peer of an idle pooled connection has closed it or sent
 // something unsolicited; either way it must not carry a request.
-bool PeerClosed(tcp::socket& s) {
+bool PeerClosed(WorkerSocket& s) {
   char byte;
   ssize_t n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
@@ -147,11 +191,11 @@ class TablePin {
 
 class ClientSession final : public SessionBase {
  public:
-  ClientSession(Worker& worker, tcp::socket socket, bool preview)
+  ClientSession(Worker& worker, WorkerSocket socket, bool preview)
       : worker_(worker),
         opts_(worker.options()),
         client_(std::move(socket)),
-        upstream_{tcp::socket(worker.context())},
+        upstream_{WorkerSocket(worker.context())},
         preview_(preview) {
     error_code ec;
     client_.set_option(tcp::no_delay(true), ec);
@@ -242,14 +286,16 @@ class ClientSession final : public SessionBase {
   awaitable<bool> ConnectTo(Target* target);
   void BuildUpstreamHead(const Target& target);
   void BuildResponseHead(const ResponseHead& resp, bool close, bool dechunk);
+  // Ends the target's count of a request in flight with its answer.
+  void CountResponse(StatsShard& stats, int status, uint64_t bytes_in, uint64_t bytes_out);
   void Log(const ServiceRoute* route, Color color, const Target* target, int status,
            uint64_t bytes_in, uint64_t bytes_out);
   awaitable<void> Tunnel();
-  awaitable<void> Pump(tcp::socket& from, tcp::socket& to, char* buf, size_t cap);
+  awaitable<void> Pump(WorkerSocket& from, WorkerSocket& to, char* buf, size_t cap);
 
   Worker& worker_;
   const RouterOptions& opts_;
-  tcp::socket client_;
+  WorkerSocket client_;
   UpstreamConn upstream_;
   std::string client_ip_;
   std::unique_ptr<IoBuffers> buffers_;
@@ -436,106 +482,82 @@ awaitable<bool> ClientSession::SendOwn(int status, std::string_view detail, bool
 }
 
 void ClientSession::BuildUpstreamHead(const Target& target) {
-  std::string& out = buffers_->head_out;
-  out.clear();
-  out += req_.method;
-  out += ' ';
-  out += req_.path;
-  out += " HTTP/1.1\r\n";
   bool expect_handled = req_.expect_continue;
   const std::vector<HeaderField>& fields = *req_.headers;
   // An absolute-form target names the host; a Host header is then ignored
   // (RFC 9112 §3.2.2) and rebuilt from it.
   const bool host_from_target = req_.target.front() != '/' && req_.target != "*";
-  bool has_host = false;
-  for (const HeaderField& f : fields) {
-    RequestHeaderRole role = ClassifyRequestHeader(f.name, expect_handled);
-    if (role == RequestHeaderRole::kDrop) continue;
-    if (role == RequestHeaderRole::kConnectionOrUpgrade) {
-      // Only an upgrade to WebSocket crosses the proxy; the Upgrade header
-      // goes along and Connection is rewritten below.
-      if (req_.websocket && f.name.size() == 7) {
-        out += f.name;
-        out += ": ";
-        out += f.value;
-        out += "\r\n";
+  const std::string_view default_host =
+      req_.host.empty() ? std::string_view(target.address_text) : req_.host;
+  // Every field at most once as itself and once more as an earlier hop.
+  size_t bound = req_.method.size() + req_.path.size() + default_host.size() + req_.host.size() +
+                 client_ip_.size() + buffers_->request_id.size() + 160;
+  for (const HeaderField& f : fields) bound += HeadWriter::FieldBytes(f) + f.value.size() + 2;
+  WriteHead(buffers_->head_out, bound, [&](HeadWriter& out) {
+    out << req_.method << ' ' << req_.path << " HTTP/1.1\r\n";
+    bool has_host = false;
+    for (const HeaderField& f : fields) {
+      RequestHeaderRole role = ClassifyRequestHeader(f.name, expect_handled);
+      if (role == RequestHeaderRole::kDrop) continue;
+      if (role == RequestHeaderRole::kConnectionOrUpgrade) {
+        // Only an upgrade to WebSocket crosses the proxy; the Upgrade header
+        // goes along and Connection is rewritten below.
+        if (req_.websocket && f.name.size() == 7) out.Field(f);
+        continue;
       }
-      continue;
+      if (req_.connection.has_tokens && NamedInConnection(fields, f.name)) continue;
+      if (f.name.size() == 4 && EqualsIgnoreCase(f.name, "host")) {
+        if (host_from_target) continue;
+        has_host = true;
+      }
+      out.Field(f);
     }
-    if (req_.connection.has_tokens && NamedInConnection(fields, f.name)) continue;
-    if (f.name.size() == 4 && EqualsIgnoreCase(f.name, "host")) {
-      if (host_from_target) continue;
-      has_host = true;
+    if (!has_host) out << "Host: " << default_host << "\r\n";
+    if (req_.websocket) out << "Connection: upgrade\r\n";
+    // Every earlier hop, in order, then this client.
+    out << "X-Forwarded-For: ";
+    for (const HeaderField& f : fields) {
+      if (f.name.size() == 15 && EqualsIgnoreCase(f.name, "x-forwarded-for") && !f.value.empty()) {
+        out << f.value << ", ";
+      }
     }
-    out += f.name;
-    out += ": ";
-    out += f.value;
-    out += "\r\n";
-  }
-  if (!has_host) {
-    out += "Host: ";
-    out += req_.host.empty() ? std::string_view(target.address_text) : req_.host;
-    out += "\r\n";
-  }
-  if (req_.websocket) out += "Connection: upgrade\r\n";
-  // Every earlier hop, in order, then this client.
-  out += "X-Forwarded-For: ";
-  for (const HeaderField& f : fields) {
-    if (f.name.size() == 15 && EqualsIgnoreCase(f.name, "x-forwarded-for") && !f.value.empty()) {
-      out += f.value;
-      out += ", ";
-    }
-  }
-  out += client_ip_;
-  out += "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ";
-  out += req_.host;
-  out += "\r\nX-Request-Id: ";
-  out += buffers_->request_id;
-  out += "\r\n\r\n";
+    out << client_ip_ << "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " << req_.host
+        << "\r\nX-Request-Id: " << buffers_->request_id << "\r\n\r\n";
+  });
 }
 
 void ClientSession::BuildResponseHead(const ResponseHead& resp, bool close, bool dechunk) {
-  std::string& out = buffers_->head_out;
-  out.clear();
-  // The parser took exactly three digits.
-  const char code[] = {static_cast<char>('0' + resp.status / 100),
-                       static_cast<char>('0' + resp.status / 10 % 10),
-                       static_cast<char>('0' + resp.status % 10), ' '};
-  out += "HTTP/1.1 ";
-  out.append(code, sizeof code);
-  out += resp.reason;
-  out += "\r\n";
   const std::vector<HeaderField>& fields = *resp.headers;
-  bool upgrade = resp.status == 101;
-  for (const HeaderField& f : fields) {
-    if (IsHopByHopHeader(f.name)) {
-      if (upgrade && f.name.size() == 7) {  // Upgrade
-        out += f.name;
-        out += ": ";
-        out += f.value;
-        out += "\r\n";
+  size_t bound = resp.reason.size() + buffers_->request_id.size() + 80;
+  for (const HeaderField& f : fields) bound += HeadWriter::FieldBytes(f);
+  WriteHead(buffers_->head_out, bound, [&](HeadWriter& out) {
+    // The parser took exactly three digits.
+    out << "HTTP/1.1 " << static_cast<char>('0' + resp.status / 100)
+        << static_cast<char>('0' + resp.status / 10 % 10)
+        << static_cast<char>('0' + resp.status % 10) << ' ' << resp.reason << "\r\n";
+    bool upgrade = resp.status == 101;
+    for (const HeaderField& f : fields) {
+      if (IsHopByHopHeader(f.name)) {
+        if (upgrade && f.name.size() == 7) out.Field(f);  // Upgrade
+        continue;
       }
-      continue;
+      if (dechunk && f.name.size() == 17 && EqualsIgnoreCase(f.name, "transfer-encoding")) {
+        continue;
+      }
+      if (f.name.size() == 12 && EqualsIgnoreCase(f.name, "x-request-id")) continue;
+      if (resp.connection.has_tokens && NamedInConnection(fields, f.name)) continue;
+      out.Field(f);
     }
-    if (dechunk && f.name.size() == 17 && EqualsIgnoreCase(f.name, "transfer-encoding")) continue;
-    if (f.name.size() == 12 && EqualsIgnoreCase(f.name, "x-request-id")) continue;
-    if (resp.connection.has_tokens && NamedInConnection(fields, f.name)) continue;
-    out += f.name;
-    out += ": ";
-    out += f.value;
-    out += "\r\n";
-  }
-  out += "X-Request-Id: ";
-  out += buffers_->request_id;
-  out += "\r\n";
-  if (upgrade) {
-    out += "Connection: upgrade\r\n";
-  } else if (close) {
-    out += "Connection: close\r\n";
-  } else if (req_.version_minor == 0) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
+    out << "X-Request-Id: " << buffers_->request_id << "\r\n";
+    if (upgrade) {
+      out << "Connection: upgrade\r\n";
+    } else if (close) {
+      out << "Connection: close\r\n";
+    } else if (req_.version_minor == 0) {
+      out << "Connection: keep-alive\r\n";
+    }
+    out << "\r\n";
+  });
 }
 
 awaitable<bool> ClientSession::ConnectTo(Target* target) {
@@ -559,6 +581,14 @@ awaitable<bool> ClientSession::ConnectTo(Target* target) {
   error_code ignored;
   upstream_.socket.set_option(tcp::no_delay(true), ignored);
   co_return true;
+}
+
+void ClientSession::CountResponse(StatsShard& stats, int status, uint64_t bytes_in,
+                                  uint64_t bytes_out) {
+  StatsShard::Add(stats.in_flight, -1);
+  StatsShard::Add(stats.bytes_in, bytes_in);
+  StatsShard::Add(stats.bytes_out, bytes_out);
+  stats.RecordResponse(status, ElapsedUs());
 }
 
 void ClientSession::Log(const ServiceRoute* route, Color color, const Target* target, int status,
@@ -934,6 +964,14 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
   if (!websocket && frame(body_ptr, body_avail, &out_len) < body_avail) {
     reusable = false;  // the target sent bytes past the end of its response
   }
+  // The answer is counted once the target has sent all of it, before its
+  // last bytes go out: a client that reads the metrics right after the
+  // response finds it counted.
+  bool counted = false;
+  if (resp_done && !websocket) {
+    CountResponse(*stats, status, bytes_in, bytes_out);
+    counted = true;
+  }
   bool client_gone = false;
   {
     SetDeadline(opts_.timeouts.client_idle);
@@ -988,6 +1026,10 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
     }
     bytes_out += n;
     if (frame(ubuf_, n, &out_len) < n || resp_chunks.failed()) reusable = false;
+    if (resp_done) {
+      CountResponse(*stats, status, bytes_in, bytes_out);
+      counted = true;
+    }
     SetDeadline(opts_.timeouts.client_idle);
     auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(ubuf_, out_len), kTuple);
     sent += wn;
@@ -999,10 +1041,7 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
   }
   timed_out_ = false;
 
-  StatsShard::Add(stats->in_flight, -1);
-  StatsShard::Add(stats->bytes_in, bytes_in);
-  StatsShard::Add(stats->bytes_out, bytes_out);
-  stats->RecordResponse(status, ElapsedUs());
+  if (!counted) CountResponse(*stats, status, bytes_in, bytes_out);
   Log(&route, color, target, status, bytes_in, sent);
 
   if (reusable && resp_done) {
@@ -1015,7 +1054,7 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
   }
 }
 
-awaitable<void> ClientSession::Pump(tcp::socket& from, tcp::socket& to, char* buf, size_t cap) {
+awaitable<void> ClientSession::Pump(WorkerSocket& from, WorkerSocket& to, char* buf, size_t cap) {
   for (;;) {
     auto [ec, n] = co_await from.async_read_some(asio::buffer(buf, cap), kTuple);
     if (ec || n == 0) co_return;
@@ -1041,9 +1080,9 @@ awaitable<void> ClientSession::Tunnel() {
 
 }  // namespace
 
-void StartClientSession(Worker& worker, tcp::socket socket, bool preview) {
+void StartClientSession(Worker& worker, WorkerSocket socket, bool preview) {
   asio::co_spawn(
-      worker.context(),
+      worker.context().get_executor(),
       [&worker, s = std::move(socket), preview]() mutable -> awaitable<void> {
         ClientSession session(worker, std::move(s), preview);
         co_await session.Run();

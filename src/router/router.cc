@@ -25,7 +25,7 @@ Status CheckNobodyListens(const std::vector<HostPort>& addresses) {
     if (hp.port == 0) continue;
     Result<boost::asio::ip::tcp::endpoint> ep = ListenEndpoint(io, hp);
     if (!ep) continue;  // the workers' bind reports it
-    boost::asio::ip::tcp::acceptor probe(io);
+    WorkerAcceptor probe(io);
     const boost::system::error_code ec = BindTo(probe, *ep, /*reuse_port=*/false);
     if (ec == boost::asio::error::address_in_use) {
       return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message() +

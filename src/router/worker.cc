@@ -4,8 +4,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <cstring>
+#include <random>
 #include <string>
 #include <utility>
 
@@ -23,6 +26,32 @@ void NameWorkerThread(size_t index) {
   const std::string name = "cutover-w" + std::to_string(index);
   ::pthread_setname_np(::pthread_self(), name.c_str());
 }
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) | rd();
+}
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+  return z ^ (z >> 31);
+}
+
+// Sixteen lowercase hex digits of v, most significant first, two at a time.
+void WriteHex(uint64_t v, char* out) {
+  static constexpr auto kPairs = [] {
+    std::array<char, 512> t{};
+    constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; ++i) {
+      t[2 * i] = kHex[i >> 4];
+      t[2 * i + 1] = kHex[i & 0xf];
+    }
+    return t;
+  }();
+  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &kPairs[2 * (v & 0xff)], 2);
+}
 }  // namespace
 
 Result<tcp::endpoint> ListenEndpoint(asio::io_context& ctx, const HostPort& hp) {
@@ -37,7 +66,7 @@ Result<tcp::endpoint> ListenEndpoint(asio::io_context& ctx, const HostPort& hp) 
   return results.begin()->endpoint();
 }
 
-boost::system::error_code BindTo(tcp::acceptor& acceptor, const tcp::endpoint& ep,
+boost::system::error_code BindTo(WorkerAcceptor& acceptor, const tcp::endpoint& ep,
                                  bool reuse_port) {
   boost::system::error_code ec;
   acceptor.open(ep.protocol(), ec);
@@ -64,7 +93,7 @@ Worker::Worker(size_t index, const RouterOptions& options, int access_log_fd)
       // reactor needs no locks; posts from other threads still take one.
       ctx_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       tick_(ctx_),
-      rng_(std::random_device{}()),
+      id_state_(RandomSeed()),
       access_log_(access_log_fd) {
   limits_.max_head_bytes = options.limits.max_header_bytes;
   limits_.max_headers = options.limits.max_headers;
@@ -78,7 +107,7 @@ Status Worker::Listen(const std::vector<HostPort>& addresses, bool preview) {
   for (const HostPort& hp : addresses) {
     Result<tcp::endpoint> ep = ListenEndpoint(ctx_, hp);
     if (!ep) return std::unexpected(ep.error());
-    auto acceptor = std::make_unique<tcp::acceptor>(ctx_);
+    auto acceptor = std::make_unique<WorkerAcceptor>(ctx_);
     boost::system::error_code ec = BindTo(*acceptor, *ep, /*reuse_port=*/!preview);
     if (!ec) acceptor->listen(4096, ec);
     if (ec) {
@@ -140,9 +169,9 @@ void Worker::MaybeFinishDrain() {
   }
 }
 
-void Worker::StartAccept(tcp::acceptor& acceptor, bool preview) {
+void Worker::StartAccept(WorkerAcceptor& acceptor, bool preview) {
   acceptor.async_accept(
-      [this, &acceptor, preview](boost::system::error_code ec, tcp::socket socket) {
+      [this, &acceptor, preview](boost::system::error_code ec, WorkerSocket socket) {
         if (ec == asio::error::operation_aborted || draining_) return;
         if (ec) {
           // Out of descriptors or a transient error: try again on the next tick
@@ -197,7 +226,7 @@ struct PassedFd {
 };
 }  // namespace
 
-void Worker::HandOff(Worker& to, tcp::socket socket) {
+void Worker::HandOff(Worker& to, WorkerSocket socket) {
   boost::system::error_code ec;
   const tcp::endpoint local = socket.local_endpoint(ec);
   if (ec) return;  // reset by the client already; dropping the socket closes it
@@ -209,7 +238,7 @@ void Worker::HandOff(Worker& to, tcp::socket socket) {
   to.Post([&to, fd, protocol = local.protocol()] {
     to.incoming_.fetch_sub(1, std::memory_order_relaxed);
     if (to.draining_) return;  // as a connection accepted while draining
-    tcp::socket s(to.ctx_);
+    WorkerSocket s(to.ctx_);
     boost::system::error_code ec;
     s.assign(protocol, fd->Take(), ec);
     if (!ec) StartClientSession(to, std::move(s), /*preview=*/false);
@@ -347,13 +376,10 @@ void Worker::Unregister(SessionBase* s) {
 }
 
 std::string_view Worker::NewRequestId(char (&out)[33]) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t a = rng_();
-  uint64_t b = rng_() ^ ++request_counter_;
-  for (int i = 0; i < 16; ++i) {
-    out[i] = kHex[(a >> (60 - 4 * i)) & 0xf];
-    out[16 + i] = kHex[(b >> (60 - 4 * i)) & 0xf];
-  }
+  // Each step of SplitMix64 is a bijection of its state, and the state
+  // advances by an odd constant: a worker repeats no id for 2^63 requests.
+  WriteHex(SplitMix64(id_state_), out);
+  WriteHex(SplitMix64(id_state_), out + 16);
   out[32] = '\0';
   return std::string_view(out, 32);
 }

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,9 +64,16 @@ struct IoBuffers {
   std::string detail;  // text of the router's own error answers
 };
 
+// A worker's sockets name its io_context's executor type: the type-erased
+// default (any_io_executor) costs copies and a comparison in every
+// asynchronous operation.
+using WorkerExecutor = boost::asio::io_context::executor_type;
+using WorkerSocket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, WorkerExecutor>;
+using WorkerAcceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, WorkerExecutor>;
+
 // A keep-alive connection to a target.
 struct UpstreamConn {
-  boost::asio::ip::tcp::socket socket;
+  WorkerSocket socket;
   Target* target = nullptr;
   SteadyTime idle_since{};
   bool reused = false;
@@ -103,8 +109,8 @@ Result<boost::asio::ip::tcp::endpoint> ListenEndpoint(boost::asio::io_context& c
                                                       const HostPort& hp);
 // Opens `acceptor` for `ep` and binds it, with SO_REUSEADDR, and with
 // SO_REUSEPORT when `reuse_port`; it does not listen yet.
-boost::system::error_code BindTo(boost::asio::ip::tcp::acceptor& acceptor,
-                                 const boost::asio::ip::tcp::endpoint& ep, bool reuse_port);
+boost::system::error_code BindTo(WorkerAcceptor& acceptor, const boost::asio::ip::tcp::endpoint& ep,
+                                 bool reuse_port);
 
 class Worker {
  public:
@@ -180,7 +186,7 @@ class Worker {
 
  private:
   void Tick();
-  void StartAccept(boost::asio::ip::tcp::acceptor& acceptor, bool preview);
+  void StartAccept(WorkerAcceptor& acceptor, bool preview);
   // Connections this worker holds or was handed and has not started yet.
   // Any thread.
   int64_t Load() const;
@@ -188,14 +194,14 @@ class Worker {
   Worker& LeastLoaded();
   // Moves an accepted client connection to `to`'s thread and starts its
   // session there.
-  void HandOff(Worker& to, boost::asio::ip::tcp::socket socket);
+  void HandOff(Worker& to, WorkerSocket socket);
   void MaybeFinishDrain();
 
   const size_t index_;
   const RouterOptions options_;
   ParseLimits limits_;
   boost::asio::io_context ctx_;  // first: destroyed after everything using it
-  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<std::unique_ptr<WorkerAcceptor>> acceptors_;
   std::vector<bool> preview_acceptor_;  // parallel to acceptors_
   boost::asio::steady_timer tick_;
   Pacer pacer_;
@@ -217,13 +223,12 @@ class Worker {
   bool draining_ = false;
   SteadyTime drain_deadline_{};
 
-  std::mt19937_64 rng_;
-  uint64_t request_counter_ = 0;
+  uint64_t id_state_;  // request ids: SplitMix64 steps from a random start
   AccessLog access_log_;
   WorkerCounters counters_;
 };
 
 // Runs one client connection to completion on `worker`'s thread.
-void StartClientSession(Worker& worker, boost::asio::ip::tcp::socket socket, bool preview);
+void StartClientSession(Worker& worker, WorkerSocket socket, bool preview);
 
 }  // namespace cutover

@@ -943,6 +943,37 @@ TEST(Messages, ForwardingHeadersAreAddedForTheTarget) {
       << plain->body;
 }
 
+// A head that grows the most when rewritten: fields without a space after
+// their colon (each gains one), empty values, and earlier hops joined into
+// one X-Forwarded-For, up to the limit of 100 fields.
+TEST(Messages, CrowdedHeadIsRewrittenWhole) {
+  auto stack = StartWeb();
+  ASSERT_TRUE(stack) << stack.error().message;
+  Stack& s = **stack;
+  std::string head = "GET /headers HTTP/1.1\r\nHost:localhost\r\n";
+  std::vector<std::string> hops, empties;
+  for (int i = 0; i < 49; ++i) {
+    hops.push_back("198.51.100." + std::to_string(i));
+    head += "X-Forwarded-For:" + hops.back() + "\r\n";
+    head += "X-E" + std::to_string(i) + ":\r\n";
+  }
+  head += "\r\n";
+  auto conn = RawConn::Connect("127.0.0.1", s.port());
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->Send(head));
+  auto res = conn->ReadResponse(DeadlineIn(seconds(5)));
+  ASSERT_TRUE(res) << res.error().message;
+  ASSERT_EQ(res->status, 200) << res->body;
+  HeaderList seen = EchoedHeaders(res->body);
+  std::string joined;
+  for (const std::string& hop : hops) joined += hop + ", ";
+  EXPECT_EQ(Values(seen, "X-Forwarded-For"), std::vector<std::string>{joined + "127.0.0.1"});
+  EXPECT_EQ(Values(seen, "X-E0"), std::vector<std::string>{""}) << res->body;
+  EXPECT_EQ(Values(seen, "X-E48"), std::vector<std::string>{""}) << res->body;
+  EXPECT_EQ(Values(seen, "Host"), std::vector<std::string>{"localhost"}) << res->body;
+  EXPECT_TRUE(IsGeneratedId(res->Header("X-Request-Id").value_or(""))) << res->body;
+}
+
 TEST(Messages, RequestIdIsKeptReplacedOrGeneratedAndReturned) {
   auto stack = StartWeb();
   ASSERT_TRUE(stack) << stack.error().message;
