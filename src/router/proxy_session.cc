@@ -74,8 +74,9 @@ std::string_view ReasonPhrase(int status) {
 }
 
 // Writes a head into memory sized once for the longest head the caller can
-// write, so that no piece checks the capacity (a head is rebuilt for every
-// request and every response).
+// write, so that a piece costs a comparison and a copy rather than a call
+// that checks and grows the capacity (a head is rebuilt for every request
+// and every response).
 class HeadWriter {
  public:
   HeadWriter(char* begin, size_t bound) : begin_(begin), p_(begin), end_(begin + bound) {}
