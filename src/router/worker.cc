@@ -4,10 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <cstring>
 #include <random>
 #include <string>
 #include <utility>
@@ -39,18 +37,10 @@ uint64_t SplitMix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// Sixteen lowercase hex digits of v, most significant first, two at a time.
+// Sixteen lowercase hex digits of v, most significant first.
 void WriteHex(uint64_t v, char* out) {
-  static constexpr auto kPairs = [] {
-    std::array<char, 512> t{};
-    constexpr char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 256; ++i) {
-      t[2 * i] = kHex[i >> 4];
-      t[2 * i + 1] = kHex[i & 0xf];
-    }
-    return t;
-  }();
-  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &kPairs[2 * (v & 0xff)], 2);
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = kHex[v & 0xf];
 }
 }  // namespace
 

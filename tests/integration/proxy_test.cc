@@ -951,7 +951,7 @@ TEST(Messages, CrowdedHeadIsRewrittenWhole) {
   ASSERT_TRUE(stack) << stack.error().message;
   Stack& s = **stack;
   std::string head = "GET /headers HTTP/1.1\r\nHost:localhost\r\n";
-  std::vector<std::string> hops, empties;
+  std::vector<std::string> hops;
   for (int i = 0; i < 49; ++i) {
     hops.push_back("198.51.100." + std::to_string(i));
     head += "X-Forwarded-For:" + hops.back() + "\r\n";
