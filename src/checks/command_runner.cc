@@ -94,7 +94,7 @@ class Child {
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
   ~Child() {
-    if (reaped_) return;
+    if (exit_) return;
     // Only when the awaiting coroutine is destroyed before it finished (its
     // executor shut down). SIGKILL makes this wait brief; leaving a zombie or
     // a running command behind would be worse.
@@ -103,17 +103,20 @@ class Child {
     }
   }
 
-  bool reaped() const { return reaped_; }
+  bool reaped() const { return exit_.has_value(); }
 
   // SIGKILL to every process of the group.
   void KillGroup() {
-    if (!reaped_) ::kill(-pid_, SIGKILL);
+    if (!exit_) ::kill(-pid_, SIGKILL);
   }
 
   // Waits for the shell to exit, kills what it left in its group and reaps
   // it. Returns its wait status; an error when cancelled first (the child is
-  // then still running) or when its status was lost.
+  // then still running) or when its status was lost. Once reaped, returns
+  // the same again: a wait raced by another operation can finish after it
+  // lost the race, and its outcome must not be lost with its result.
   asio::awaitable<Result<int>> WaitExit() {
+    if (exit_) co_return *exit_;
     Millis poll_interval{5};
     for (;;) {
       siginfo_t info{};
@@ -122,9 +125,8 @@ class Child {
       if (::waitid(P_PID, pid_, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
         if (errno == EINTR) continue;
         // Only when the process reaps children behind our back (SIGCHLD ignored).
-        reaped_ = true;
-        co_return MakeError(ErrorCode::kInternal,
-                            "its exit status was lost: " + ErrnoMessage(errno));
+        exit_ = MakeError(ErrorCode::kInternal, "its exit status was lost: " + ErrnoMessage(errno));
+        co_return *exit_;
       }
       if (info.si_pid == pid_) break;
       if (pidfd_) {
@@ -146,13 +148,13 @@ class Child {
     int status = 0;
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
-    reaped_ = true;
+    exit_ = status;
     co_return status;
   }
 
  private:
   pid_t pid_;
-  bool reaped_ = false;
+  std::optional<Result<int>> exit_;  // set once reaped
   std::optional<asio::posix::stream_descriptor> pidfd_;
   asio::steady_timer poll_;
 };
