@@ -1,15 +1,13 @@
 #include "api/client.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/un.h>
-#include <unistd.h>
 
-#include <array>
-#include <boost/asio/buffer.hpp>
-#include <boost/asio/error.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -21,11 +19,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/system/system_error.hpp>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <optional>
+#include <system_error>
 #include <utility>
 
 #include "api/json.h"
@@ -33,133 +28,43 @@
 namespace cutover {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
-using boost::system::error_code;
+using Socket = asio::local::stream_protocol::socket;
 
 namespace {
 
+constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxUnixPath = sizeof(sockaddr_un{}.sun_path) - 1;
 // Metrics of many services can be large; anything beyond this is not ours.
 constexpr uint64_t kMaxResponseBody = 64 * 1024 * 1024;
 
-error_code SystemError(int err) { return error_code(err, boost::system::system_category()); }
-
-// A connection to the daemon's unix socket whose every wait is a poll(2)
-// bounded by a deadline. The CLI needs no event loop for one request at a
-// time, and so none of the daemon's io_uring, which the seccomp profiles of
-// container runtimes often refuse. Meets Beast's SyncReadStream and
-// SyncWriteStream; a wait past the deadline fails with error::timed_out.
-class DaemonStream {
- public:
-  DaemonStream() = default;
-  ~DaemonStream() { Close(); }
-  DaemonStream(const DaemonStream&) = delete;
-  DaemonStream& operator=(const DaemonStream&) = delete;
-
-  void SetDeadline(Millis limit) { deadline_ = std::chrono::steady_clock::now() + limit; }
-
-  error_code Connect(const std::string& path) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return SystemError(errno);
-    // A daemon whose accept queue is full makes connect() wait; the send
-    // timeout bounds that wait.
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(
-        std::max(deadline_ - std::chrono::steady_clock::now(),
-                 std::chrono::steady_clock::duration(std::chrono::milliseconds(1))));
-    timeval tv{static_cast<time_t>(left.count() / 1'000'000),
-               static_cast<suseconds_t>(left.count() % 1'000'000)};
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.data(), path.size());
-    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-      const int err = errno;
-      return err == EAGAIN || err == EINPROGRESS ? asio::error::timed_out : SystemError(err);
-    }
-    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
-    return {};
+asio::awaitable<void> Exchange(Socket& socket, const std::string& path,
+                               http::request<http::string_body> request,
+                               std::optional<Result<ApiResponse>>& outcome) {
+  auto [connect_ec] =
+      co_await socket.async_connect(asio::local::stream_protocol::endpoint(path), kAwait);
+  if (connect_ec) {
+    outcome = MakeError(ErrorCode::kUnavailable,
+                        "cannot reach the cutover daemon at " + path + ": " + connect_ec.message());
+    co_return;
   }
-
-  void Close() {
-    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  auto [write_ec, written] = co_await http::async_write(socket, request, kAwait);
+  if (write_ec) {
+    outcome = MakeError(ErrorCode::kUnavailable, "lost the connection to the cutover daemon at " +
+                                                     path + ": " + write_ec.message());
+    co_return;
   }
-
-  template <typename Buffers>
-  size_t read_some(const Buffers& buffers, error_code& ec) {
-    return Transfer(buffers, POLLIN, ec, [](int fd, msghdr* msg) { return ::recvmsg(fd, msg, 0); });
+  boost::beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kMaxResponseBody);
+  auto [read_ec, read] = co_await http::async_read(socket, buffer, parser, kAwait);
+  if (read_ec) {
+    outcome = MakeError(ErrorCode::kUnavailable, "lost the connection to the cutover daemon at " +
+                                                     path + ": " + read_ec.message());
+    co_return;
   }
-  template <typename Buffers>
-  size_t write_some(const Buffers& buffers, error_code& ec) {
-    return Transfer(buffers, POLLOUT, ec,
-                    [](int fd, msghdr* msg) { return ::sendmsg(fd, msg, MSG_NOSIGNAL); });
-  }
-  template <typename Buffers>
-  size_t read_some(const Buffers& buffers) {
-    return OrThrow([&](error_code& ec) { return read_some(buffers, ec); });
-  }
-  template <typename Buffers>
-  size_t write_some(const Buffers& buffers) {
-    return OrThrow([&](error_code& ec) { return write_some(buffers, ec); });
-  }
-
- private:
-  template <typename Step>
-  static size_t OrThrow(Step step) {
-    error_code ec;
-    const size_t n = step(ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
-  }
-
-  // One recvmsg or sendmsg over the first buffers of the sequence, after
-  // waiting for `events` until the deadline. End of file is error::eof.
-  template <typename Buffers, typename Io>
-  size_t Transfer(const Buffers& buffers, short events, error_code& ec, Io io) {
-    std::array<iovec, 16> iov{};
-    size_t count = 0;
-    size_t total = 0;
-    for (auto it = asio::buffer_sequence_begin(buffers);
-         it != asio::buffer_sequence_end(buffers) && count < iov.size(); ++it) {
-      const asio::const_buffer b(*it);
-      if (b.size() == 0) continue;
-      iov[count++] = {const_cast<void*>(b.data()), b.size()};
-      total += b.size();
-    }
-    ec = {};
-    if (total == 0) return 0;
-    msghdr msg{};
-    msg.msg_iov = iov.data();
-    msg.msg_iovlen = count;
-    for (;;) {
-      const ssize_t n = io(fd_, &msg);
-      if (n > 0) return static_cast<size_t>(n);
-      if (n == 0) {
-        ec = asio::error::eof;
-        return 0;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) {
-        ec = SystemError(errno);
-        return 0;
-      }
-      if (ec = Wait(events); ec) return 0;
-    }
-  }
-
-  error_code Wait(short events) {
-    for (;;) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-          deadline_ - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return asio::error::timed_out;
-      pollfd p{fd_, events, 0};
-      const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), INT32_MAX)));
-      if (r > 0) return {};  // ready, or an error or hang-up the next call reports
-      if (r < 0 && errno != EINTR) return SystemError(errno);
-    }
-  }
-
-  int fd_ = -1;
-  std::chrono::steady_clock::time_point deadline_{};
-};
+  http::response<http::string_body> response = parser.release();
+  outcome = ApiResponse{static_cast<int>(response.result_int()), std::move(response.body())};
+}
 
 Result<http::request<http::string_body>> MakeRequest(const std::string& socket_path,
                                                      const std::string& actor,
@@ -193,6 +98,27 @@ Result<http::request<http::string_body>> MakeRequest(const std::string& socket_p
   return request;
 }
 
+using StepResult = std::optional<std::pair<boost::system::error_code, size_t>>;
+
+// Runs one asynchronous step on the private loop for at most `limit`.
+// `start` begins an operation whose handler stores its outcome in the
+// StepResult it is given. On timeout the socket is closed, the operation
+// unwound (its buffers must not go away while it is pending) and nullopt
+// returned.
+template <typename Start>
+StepResult RunStep(asio::io_context& ioc, Socket& socket, Millis limit, Start start) {
+  StepResult result;
+  start(result);
+  ioc.restart();
+  ioc.run_for(limit);
+  if (result) return result;
+  boost::system::error_code ignored;
+  socket.close(ignored);
+  ioc.restart();
+  ioc.run();
+  return std::nullopt;
+}
+
 // "text/event-stream; charset=utf-8" -> true.
 bool IsEventStream(std::string_view content_type) {
   std::string_view media = content_type.substr(0, content_type.find(';'));
@@ -218,39 +144,6 @@ ErrorCode CodeForStatus(int status) {
   }
 }
 
-std::unexpected<Error> NoAnswer(const std::string& socket_path, Millis limit) {
-  return MakeError(ErrorCode::kTimeout, "no answer from the cutover daemon at " + socket_path +
-                                            " within " + FormatDuration(limit));
-}
-
-// A failed connect: no such socket, refused, not permitted, or no room in
-// the daemon's accept queue before the deadline.
-std::unexpected<Error> Unreachable(const std::string& socket_path, const error_code& ec,
-                                   Millis limit) {
-  if (ec == asio::error::timed_out) return NoAnswer(socket_path, limit);
-  return MakeError(ErrorCode::kUnavailable,
-                   "cannot reach the cutover daemon at " + socket_path + ": " + ec.message());
-}
-
-// A failed read or write on an open connection.
-std::unexpected<Error> Broken(const std::string& socket_path, const error_code& ec, Millis limit) {
-  if (ec == asio::error::timed_out) return NoAnswer(socket_path, limit);
-  return MakeError(ErrorCode::kUnavailable, "lost the connection to the cutover daemon at " +
-                                                socket_path + ": " + ec.message());
-}
-
-// Connects `stream` to the daemon and sends `request`, both within `limit`;
-// the deadline stays set for what follows.
-Status Send(DaemonStream& stream, const std::string& socket_path,
-            const http::request<http::string_body>& request, Millis limit) {
-  stream.SetDeadline(limit);
-  if (error_code ec = stream.Connect(socket_path)) return Unreachable(socket_path, ec, limit);
-  error_code ec;
-  http::write(stream, request, ec);
-  if (ec) return Broken(socket_path, ec, limit);
-  return {};
-}
-
 }  // namespace
 
 ApiClient::ApiClient(std::string socket_path, Millis timeout)
@@ -261,19 +154,22 @@ Result<ApiResponse> ApiClient::Call(std::string_view method, std::string_view pa
   auto request = MakeRequest(socket_path_, actor_, method, path, json_body, "application/json");
   if (!request) return std::unexpected(std::move(request.error()));
 
-  // One deadline bounds the whole exchange.
-  DaemonStream stream;
-  if (Status sent = Send(stream, socket_path_, *request, timeout_); !sent) {
-    return std::unexpected(std::move(sent.error()));
+  // A private loop gives the blocking call a deadline: run it for at most the
+  // timeout, then close the socket and let the exchange unwind.
+  asio::io_context ioc;
+  Socket socket(ioc);
+  std::optional<Result<ApiResponse>> outcome;
+  asio::co_spawn(ioc, Exchange(socket, socket_path_, std::move(*request), outcome), asio::detached);
+  ioc.run_for(timeout_);
+  if (!outcome) {
+    boost::system::error_code ec;
+    socket.close(ec);
+    ioc.restart();
+    ioc.run();
+    return MakeError(ErrorCode::kTimeout, "no answer from the cutover daemon at " + socket_path_ +
+                                              " within " + FormatDuration(timeout_));
   }
-  error_code ec;
-  boost::beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kMaxResponseBody);
-  http::read(stream, buffer, parser, ec);
-  if (ec) return Broken(socket_path_, ec, timeout_);
-  http::response<http::string_body> response = parser.release();
-  return ApiResponse{static_cast<int>(response.result_int()), std::move(response.body())};
+  return std::move(*outcome);
 }
 
 Result<ApiResponse> ApiClient::Stream(std::string_view method, std::string_view path,
@@ -283,13 +179,35 @@ Result<ApiResponse> ApiClient::Stream(std::string_view method, std::string_view 
   auto request = MakeRequest(socket_path_, actor_, method, path, json_body, "text/event-stream");
   if (!request) return std::unexpected(std::move(request.error()));
 
-  // Connecting and sending share the client's timeout; then each wait for
-  // data has a deadline of its own, and `on_event` runs here between them.
-  DaemonStream stream;
-  if (Status sent = Send(stream, socket_path_, *request, timeout_); !sent) {
-    return std::unexpected(std::move(sent.error()));
+  // Step by step on a private loop, so that each wait has its own deadline
+  // and `on_event` runs here, between steps, rather than inside the loop.
+  asio::io_context ioc;
+  Socket socket(ioc);
+  const auto no_answer = [&](Millis limit) {
+    return MakeError(ErrorCode::kTimeout, "no answer from the cutover daemon at " + socket_path_ +
+                                              " within " + FormatDuration(limit));
+  };
+  const auto lost = [&](const boost::system::error_code& ec) {
+    return MakeError(ErrorCode::kUnavailable, "lost the connection to the cutover daemon at " +
+                                                  socket_path_ + ": " + ec.message());
+  };
+
+  StepResult step = RunStep(ioc, socket, timeout_, [&](StepResult& result) {
+    socket.async_connect(asio::local::stream_protocol::endpoint(socket_path_),
+                         [&result](boost::system::error_code ec) { result.emplace(ec, 0); });
+  });
+  if (!step) return no_answer(timeout_);
+  if (step->first) {
+    return MakeError(ErrorCode::kUnavailable, "cannot reach the cutover daemon at " + socket_path_ +
+                                                  ": " + step->first.message());
   }
-  error_code ec;
+  step = RunStep(ioc, socket, timeout_, [&](StepResult& result) {
+    http::async_write(socket, *request,
+                      [&result](boost::system::error_code ec, size_t n) { result.emplace(ec, n); });
+  });
+  if (!step) return no_answer(timeout_);
+  if (step->first) return lost(step->first);
+
   boost::beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   // An event stream has no length and may run for days; a plain answer is
@@ -297,9 +215,13 @@ Result<ApiResponse> ApiClient::Stream(std::string_view method, std::string_view 
   parser.body_limit(boost::none);
   // The head of a stream comes with its first event or keep-alive, so its
   // wait is bounded like theirs.
-  stream.SetDeadline(idle_timeout);
-  http::read_header(stream, buffer, parser, ec);
-  if (ec) return Broken(socket_path_, ec, idle_timeout);
+  step = RunStep(ioc, socket, idle_timeout, [&](StepResult& result) {
+    http::async_read_header(
+        socket, buffer, parser,
+        [&result](boost::system::error_code ec, size_t n) { result.emplace(ec, n); });
+  });
+  if (!step) return no_answer(idle_timeout);
+  if (step->first) return lost(step->first);
 
   const int status = static_cast<int>(parser.get().result_int());
   const auto content_type = parser.get()[http::field::content_type];
@@ -311,9 +233,12 @@ Result<ApiResponse> ApiClient::Stream(std::string_view method, std::string_view 
   while (!parser.is_done()) {
     parser.get().body().data = chunk;
     parser.get().body().size = sizeof(chunk);
-    stream.SetDeadline(idle_timeout);
-    http::read_some(stream, buffer, parser, ec);
-    if (ec == asio::error::timed_out) {
+    step = RunStep(ioc, socket, idle_timeout, [&](StepResult& result) {
+      http::async_read_some(
+          socket, buffer, parser,
+          [&result](boost::system::error_code ec, size_t n) { result.emplace(ec, n); });
+    });
+    if (!step) {
       return MakeError(ErrorCode::kTimeout, std::string(streaming ? "no event" : "no answer") +
                                                 " from the cutover daemon at " + socket_path_ +
                                                 " within " + FormatDuration(idle_timeout));
@@ -331,8 +256,10 @@ Result<ApiResponse> ApiClient::Stream(std::string_view method, std::string_view 
       response.body.append(got);
     }
     // need_buffer only says that `chunk` is full.
-    if (ec && ec != http::error::need_buffer) return Broken(socket_path_, ec, idle_timeout);
+    if (step->first && step->first != http::error::need_buffer) return lost(step->first);
   }
+  boost::system::error_code ignored;
+  socket.close(ignored);
   return response;
 }
 

@@ -1,9 +1,8 @@
 // ApiClient: a blocking client of the control API over the daemon's unix
 // socket, used by the cutover CLI. One connection per call, each call bounded
 // by a timeout; Stream() follows a server-sent event stream instead. An
-// ApiClient is used by one thread at a time; Call() and Stream() block on
-// the socket with poll(2) and need no event loop, so the CLI runs where
-// io_uring is refused (the daemon needs it). SseParser is a plain value type.
+// ApiClient is used by one thread at a time; it runs its own private event
+// loop inside Call() and Stream(). SseParser is a plain value type.
 #pragma once
 
 #include <functional>

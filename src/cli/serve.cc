@@ -16,7 +16,6 @@
 
 #include "api/client.h"
 #include "api/server.h"
-#include "common/io_uring_support.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "controller/controller.h"
@@ -44,10 +43,6 @@ int RunServe(const ServeOptions& options) {
   const Config& config = *loaded;
   // A peer closing its end must be an error code, not a signal.
   ::signal(SIGPIPE, SIG_IGN);
-  if (Status s = CheckIoUring(); !s) {
-    LogError("{}", s.error().message);
-    return 1;
-  }
 
   // Another daemon answering on this control socket would share the listen
   // ports (SO_REUSEPORT): refuse before binding anything.

@@ -79,10 +79,8 @@ IoBuffers::IoBuffers(size_t cap)
 Worker::Worker(size_t index, const RouterOptions& options, int access_log_fd)
     : index_(index),
       options_(options),
-      // Sockets and timers of a worker are touched only on its thread, so
-      // their operations need no locks. Posts from other threads still take
-      // one, and so does the ring's submission queue: a post wakes the
-      // worker by queuing a no-op there.
+      // Sockets and timers of a worker are touched only on its thread, so the
+      // reactor needs no locks; posts from other threads still take one.
       ctx_(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
       tick_(ctx_),
       id_state_(RandomSeed()),
@@ -223,7 +221,7 @@ void Worker::HandOff(Worker& to, WorkerSocket socket) {
   const tcp::endpoint local = socket.local_endpoint(ec);
   if (ec) return;  // reset by the client already; dropping the socket closes it
   // The socket leaves this worker's reactor here and joins `to`'s on its own
-  // thread: a socket's operations run without locks (see the constructor).
+  // thread: reactors run without locks (see the constructor).
   auto fd = std::make_shared<PassedFd>(socket.release(ec));
   if (ec) return;
   to.incoming_.fetch_add(1, std::memory_order_relaxed);

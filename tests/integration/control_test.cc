@@ -62,19 +62,15 @@ struct CliRun {
 };
 
 // Runs `cutover ARGS...` in `dir` (so a default ./cutover.sock is looked for
-// there) without CUTOVER_CONTROL, unless `control_env` is given; through
-// `wrapper` (a program that runs its arguments) when one is given.
+// there) without CUTOVER_CONTROL, unless `control_env` is given.
 CliRun RunCutover(const TempDir& dir, const std::vector<std::string>& args,
-                  std::optional<std::string> control_env = std::nullopt,
-                  const std::string& wrapper = "") {
+                  std::optional<std::string> control_env = std::nullopt) {
   static int counter = 0;
   const std::string err_file = dir.File("cli-" + std::to_string(++counter) + ".err");
   std::string cmd = "cd '" + dir.path().string() + "' && env -u CUTOVER_CONTROL ";
   if (control_env) cmd += "CUTOVER_CONTROL='" + *control_env + "' ";
   // A CLI that hangs must fail the test, not stall it.
-  cmd += "timeout -k 5 60 ";
-  if (!wrapper.empty()) cmd += "'" + wrapper + "' ";
-  cmd += "'" + CutoverBinary() + "'";
+  cmd += "timeout -k 5 60 '" + CutoverBinary() + "'";
   for (const std::string& a : args) cmd += " '" + a + "'";
   cmd += " 2>'" + err_file + "'";
   CliRun run;
@@ -496,49 +492,6 @@ TEST_F(Control, ApiErrorsAreJsonWithAStableCode) {
 }
 
 // ---- the CLI ----
-
-// The CLI blocks on its one socket and needs no io_uring: it works where a
-// container's seccomp profile refuses io_uring.
-TEST_F(Control, CliWorksWhereIoUringIsRefused) {
-  ASSERT_NO_FATAL_FAILURE(StartAll());
-  CliRun status =
-      RunCutover(*dir_, {"status", "web", "--json"}, daemon_->control(), CUTOVER_WITHOUT_IO_URING);
-  ASSERT_EQ(status.exit_code, 0) << status.out << status.err;
-  EXPECT_EQ(ParseJson(status.out)["live"], "blue") << status.out;
-
-  CliRun flip = RunCutover(*dir_, {"switch", "web", "--to", "green"}, daemon_->control(),
-                           CUTOVER_WITHOUT_IO_URING);
-  ASSERT_EQ(flip.exit_code, 0) << flip.out << flip.err;
-  auto get = HttpGet("127.0.0.1", daemon_->port(), "/");
-  ASSERT_TRUE(get) << get.error().message;
-  EXPECT_EQ(get->body, "green");
-}
-
-// The daemon's event loops need io_uring. Where it is refused, `cutover
-// serve` says so and what to change, before it touches a port or a socket.
-TEST_F(Control, DaemonWhereIoUringIsRefusedSaysWhatToChange) {
-  ASSERT_NO_FATAL_FAILURE(StartAll());
-  ChildOptions o;
-  o.argv = {CUTOVER_WITHOUT_IO_URING, CutoverBinary(), "serve", "--config", daemon_->config_path()};
-  o.output_file = dir_->File("refused.log");
-  o.unset_env = {"CUTOVER_CONTROL"};
-  auto refused = ChildProcess::Spawn(o);
-  ASSERT_TRUE(refused) << refused.error().message;
-  auto exit = refused->Wait(DeadlineIn(seconds(15)));
-  ASSERT_TRUE(exit) << "the daemon kept running: " << refused->Output();
-  EXPECT_TRUE(exit->Exited(1)) << exit->ToString() << "\n" << refused->Output();
-  const std::string out = refused->Output();
-  EXPECT_NE(out.find("io_uring_setup failed: Operation not permitted"), std::string::npos) << out;
-  EXPECT_NE(out.find("kernel.io_uring_disabled"), std::string::npos) << out;
-  EXPECT_NE(out.find("seccomp"), std::string::npos) << out;
-  // Refused before the check for another daemon on the same socket.
-  EXPECT_EQ(out.find("another cutover daemon"), std::string::npos) << out;
-
-  // The running daemon is untouched.
-  auto get = HttpGet("127.0.0.1", daemon_->port(), "/");
-  ASSERT_TRUE(get) << get.error().message;
-  EXPECT_EQ(get->body, "blue");
-}
 
 TEST_F(Control, CliStatusShowsTheLiveColor) {
   ASSERT_NO_FATAL_FAILURE(StartAll());

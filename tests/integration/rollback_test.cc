@@ -108,6 +108,18 @@ std::vector<InstanceProcess> TaggedProcesses(const std::string& tag) {
   return out;
 }
 
+// True when a TCP connect to 127.0.0.1:port is refused: nothing listens.
+bool Refuses(uint16_t port) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
+         errno == ECONNREFUSED;
+}
+
 // One GET / to 127.0.0.1:port: the body when 200, else what went wrong.
 std::string GetBody(uint16_t port) {
   auto r = HttpGet("127.0.0.1", port, "/", "localhost", {}, DeadlineIn(seconds(5)));

@@ -129,21 +129,6 @@ bool WaitForPort(std::string_view host, uint16_t port, Deadline deadline) {
       deadline);
 }
 
-bool Refuses(uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 &&
-         errno == ECONNREFUSED;
-}
-
-bool WaitForPortClosed(uint16_t port, Deadline deadline) {
-  return WaitUntil([&] { return Refuses(port); }, deadline);
-}
-
 std::optional<std::string> WaitForFile(const std::string& path, Deadline deadline) {
   std::optional<std::string> out;
   WaitUntil(

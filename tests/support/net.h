@@ -46,15 +46,6 @@ Result<UniqueFd> ConnectTcp(std::string_view host, uint16_t port, Deadline deadl
 // Polls until a TCP connect to host:port succeeds or `deadline` passes.
 bool WaitForPort(std::string_view host, uint16_t port, Deadline deadline);
 
-// True when a TCP connect to 127.0.0.1:port is refused: nothing listens.
-bool Refuses(uint16_t port);
-
-// Polls until a TCP connect to 127.0.0.1:port is refused or `deadline`
-// passes. A killed process whose event loop runs on io_uring keeps its
-// listening sockets open for a few milliseconds after it is reaped, while the
-// kernel tears its ring down: connections made then are accepted and reset.
-bool WaitForPortClosed(uint16_t port, Deadline deadline);
-
 // Polls until `path` exists and is not empty; returns its contents with
 // trailing whitespace removed. Writers should create it atomically (rename).
 std::optional<std::string> WaitForFile(const std::string& path, Deadline deadline);
