@@ -84,6 +84,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx not found"
 
 . "$ROOT/scripts/lib.sh"  # free_port, build_release
+# shellcheck source=bench/rounds.sh
+. "$ROOT/bench/rounds.sh"  # spread, round_ratios
 log "building cutover (Release) in $BUILD_DIR"
 build_release "$BUILD_DIR" || die "Release build failed"
 
@@ -437,38 +439,6 @@ median() {  # $1 workers $2 conns $3 proxy $4 column (1-based)
       m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
       print m }'
 }
-# "lowest–highest" of a column over the rows matching workers/conns/proxy.
-spread() {  # $1 workers $2 conns $3 proxy $4 column (1-based)
-  awk -F'\t' -v n="$1" -v c="$2" -v p="$3" -v k="$4" \
-    '$1 == n && $2 == c && $3 == p && $k != "-" {
-       if (!seen++ || $k + 0 < lo) lo = $k + 0
-       if ($k + 0 > hi) hi = $k + 0 }
-     END { if (!seen) print "-"; else printf "%.0f–%.0f", lo, hi }' "$results"
-}
-# cutover's requests/s over a peer's, round by round (the two ran within
-# seconds of each other in every round): "lowest–highest" and the geometric
-# mean with its 95% confidence interval (Student's t on the logs).
-round_ratios() {  # $1 workers $2 conns $3 peer
-  awk -F'\t' -v n="$1" -v c="$2" -v p="$3" \
-    '$1 == n && $2 == c && $3 == "cutover" {cu[$4] = $5}
-     $1 == n && $2 == c && $3 == p {pe[$4] = $5}
-     END {
-       k = 0
-       for (r in cu) if ((r in pe) && cu[r] > 0 && pe[r] > 0) {
-         x = cu[r] / pe[r]
-         if (!k || x < lo) lo = x
-         if (!k || x > hi) hi = x
-         l[++k] = log(x); s += l[k]
-       }
-       if (!k) { print "- | -"; exit }
-       m = s / k
-       if (k < 2) { printf "%.2f–%.2f | %.2f\n", lo, hi, exp(m); exit }
-       for (i = 1; i <= k; i++) v += (l[i] - m) ^ 2
-       split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042", t, " ")
-       q = (k - 1 <= 30) ? t[k - 1] : (k - 1 <= 60 ? 2.000 : (k - 1 <= 120 ? 1.980 : 1.960))
-       h = q * sqrt(v / (k - 1) / k)
-       printf "%.2f–%.2f | %.3f (%.3f–%.3f)\n", lo, hi, exp(m), exp(m - h), exp(m + h) }' "$results"
-}
 sum_col() {
   awk -F'\t' -v n="$1" -v c="$2" -v p="$3" -v k="$4" \
     '$1 == n && $2 == c && $3 == p {s += $k} END {print s + 0}' "$results"
@@ -530,7 +500,10 @@ echo "| workers | conns | cutover | HAProxy | nginx | cutover/HAProxy by round |
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in "${WORKER_COUNTS[@]}"; do
   for c in "${CONN_COUNTS[@]}"; do
-    echo "| $n | $c | $(spread "$n" "$c" cutover 5) | $(spread "$n" "$c" haproxy 5) | $(spread "$n" "$c" nginx 5) | $(round_ratios "$n" "$c" haproxy) | $(round_ratios "$n" "$c" nginx) |"
+    # The same-round ratios without their count of rounds above 1.0.
+    rh=$(round_ratios "$n" "$c" haproxy 5)
+    rn=$(round_ratios "$n" "$c" nginx 5)
+    echo "| $n | $c | $(spread "$n" "$c" cutover 5) | $(spread "$n" "$c" haproxy 5) | $(spread "$n" "$c" nginx 5) | ${rh% | *} | ${rn% | *} |"
   done
 done
 echo
