@@ -19,32 +19,51 @@ trap 'rm -rf "$work"' EXIT
 results="$work/results.tsv"
 : >"$results"
 
+HEADER='| workers | conns | proxy | round | req/s | p50 ms | p99 ms | CPU µs/req | errors | requests |'
 i=0
 listing=()
+declare -A SEEN  # the rows of each report read so far, by checksum: its file
 for f in "$@"; do
   if [ ! -f "$f" ] || [ ! -r "$f" ]; then die "$f: not a readable file"; fi
   i=$((i + 1))
-  # Rows of the "Every run" table: | workers | conns | proxy | round | req/s |
-  # p50 | p99 | CPU | errors | requests |; a round becomes "report.round" so
-  # that rounds pair only within their report.
-  awk -F' *[|] *' -v run="$i" '
-    /^### Every run/ {on = 1; next}
+  # Rows of the "Every run" table, whose header must be peers.sh's; a round
+  # becomes "report.round" so that rounds pair only within their report.
+  # Exit 3: more than one such table; 4: another header.
+  status=0
+  awk -F' *[|] *' -v run="$i" -v header="$HEADER" '
+    /^### Every run/ {tables++; on = 1; head = 1; next}
     on && /^#/ {on = 0}
+    on && head && /^\|/ {head = 0; if ($0 != header) bad = 1; next}
     on && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ && $4 ~ /^(cutover|haproxy|nginx)$/ && $5 ~ /^[0-9]+$/ {
       printf "%s\t%s\t%s\t%s.%s\t%s\t%s\t%s\t%s\t%s\t%s\n", $2, $3, $4, run, $5, $6, $7, $8, $9, $10, $11
-    }' "$f" >"$work/one.tsv"
+    }
+    END { if (tables > 1) exit 3; if (bad) exit 4 }' "$f" >"$work/one.tsv" || status=$?
+  case $status in
+    0) ;;
+    3) die "$f: more than one \"### Every run\" table; give each report its own file" ;;
+    4) die "$f: the \"### Every run\" table's columns are not those of bench/peers.sh ($HEADER)" ;;
+    *) die "$f: could not be read (awk exit $status)" ;;
+  esac
   rows=$(wc -l <"$work/one.tsv")
   [ "$rows" -gt 0 ] || die "$f: no \"### Every run\" table of bench/peers.sh in it"
+  # The same run given twice (a saved report and a document holding it)
+  # would count its rounds twice.
+  sum=$(cut -f1-3,5- "$work/one.tsv" | paste - <(cut -f4 "$work/one.tsv" | cut -d. -f2) | md5sum | cut -d' ' -f1)
+  [ -z "${SEEN[$sum]:-}" ] || die "$f: the same rounds as ${SEEN[$sum]}; give each run once"
+  SEEN[$sum]=$f
   cat "$work/one.tsv" >>"$results"
   when=$(awk '/^command: .*bench\/peers\.sh/ {on = 1; next} on && /^date:/ {sub(/^date: */, ""); print; exit}' "$f")
-  rounds=$(awk -F'\t' '{split($4, r, "."); print r[2]}' "$work/one.tsv" | sort -u | wc -l)
+  # Rounds per case: "5", or "2–40" when the cases differ.
+  rounds=$(awk -F'\t' '!seen[$1 FS $2 FS $4]++ {n[$1 FS $2]++}
+    END { for (c in n) { if (!k++ || n[c] < lo) lo = n[c]; if (n[c] > hi) hi = n[c] }
+          if (lo == hi) print lo; else print lo "–" hi }' "$work/one.tsv")
   listing+=("$f: ${when:-no date}, $rounds round(s) per case")
 done
 
 mapfile -t WORKER_COUNTS < <(cut -f1 "$results" | sort -nu)
 mapfile -t CONN_COUNTS < <(cut -f2 "$results" | sort -nu)
 # shellcheck source=bench/rounds.sh
-. "$HERE/rounds.sh"  # ratio_table
+. "$HERE/rounds.sh"  # ratio_table, report_table
 
 echo "## cutover against HAProxy and nginx, round by round (bench/pool.sh)"
 echo
@@ -60,6 +79,13 @@ echo
 echo "### Requests/s (above 1.0: cutover served more)"
 echo
 ratio_table 5
+echo
+echo "### Requests/s, one figure per report"
+echo
+echo "Each report's rounds follow each other, so they are not quite independent; here each report"
+echo "counts once, by the geometric mean of its same-round ratios."
+echo
+report_table 5
 echo
 echo "### Proxy CPU time per request (below 1.0: cutover spent less)"
 echo
