@@ -85,7 +85,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 . "$ROOT/scripts/lib.sh"  # free_port, build_release
 # shellcheck source=bench/rounds.sh
-. "$ROOT/bench/rounds.sh"  # spread, round_ratios
+. "$ROOT/bench/rounds.sh"  # spread, ratio_table
 log "building cutover (Release) in $BUILD_DIR"
 build_release "$BUILD_DIR" || die "Release build failed"
 
@@ -496,19 +496,20 @@ echo "Errors: non-2xx responses plus socket errors, summed over the rounds."
 echo
 echo "### Spread of the rounds (requests/s, lowest–highest of $ROUNDS)"
 echo
-echo "| workers | conns | cutover | HAProxy | nginx | cutover/HAProxy by round | geometric mean (95% CI) | cutover/nginx by round | geometric mean (95% CI) |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| workers | conns | cutover | HAProxy | nginx |"
+echo "| ---: | ---: | ---: | ---: | ---: |"
 for n in "${WORKER_COUNTS[@]}"; do
   for c in "${CONN_COUNTS[@]}"; do
-    # The same-round ratios without their count of rounds above 1.0.
-    rh=$(round_ratios "$n" "$c" haproxy 5)
-    rn=$(round_ratios "$n" "$c" nginx 5)
-    echo "| $n | $c | $(spread "$n" "$c" cutover 5) | $(spread "$n" "$c" haproxy 5) | $(spread "$n" "$c" nginx 5) | ${rh% | *} | ${rn% | *} |"
+    echo "| $n | $c | $(spread "$n" "$c" cutover 5) | $(spread "$n" "$c" haproxy 5) | $(spread "$n" "$c" nginx 5) |"
   done
 done
 echo
-echo "By round: cutover's requests/s over the peer's in the same round, lowest and highest over the rounds,"
-echo "and their geometric mean with a 95% confidence interval (Student's t on the logarithms)."
+echo "### cutover's requests/s over each peer's in the same round"
+echo
+ratio_table 5
+echo
+echo "The lowest and highest over the rounds, their geometric mean with a 95% confidence interval"
+echo "(Student's t on the logarithms), and the rounds in which cutover served more."
 echo
 echo "### Proxy CPU time per request (median of $ROUNDS round(s), µs)"
 echo

@@ -7,9 +7,7 @@
 # document holding one (docs/benchmarks.md) will do.
 # Usage: bench/pool.sh REPORT.md...
 set -euo pipefail
-cd "$(dirname "$0")"
-HERE=$(pwd)
-cd - >/dev/null
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 die() { printf 'pool.sh: %s\n' "$*" >&2; exit 2; }
 [ $# -ge 1 ] || die "usage: bench/pool.sh REPORT.md... (reports printed by bench/peers.sh)"
@@ -26,16 +24,15 @@ declare -A SEEN  # the rows of each report read so far, by checksum: its file
 for f in "$@"; do
   if [ ! -f "$f" ] || [ ! -r "$f" ]; then die "$f: not a readable file"; fi
   i=$((i + 1))
-  # Rows of the "Every run" table, whose header must be peers.sh's; a round
-  # becomes "report.round" so that rounds pair only within their report.
+  # Rows of the "Every run" table, whose header must be peers.sh's.
   # Exit 3: more than one such table; 4: another header.
   status=0
-  awk -F' *[|] *' -v run="$i" -v header="$HEADER" '
+  awk -F' *[|] *' -v header="$HEADER" '
     /^### Every run/ {tables++; on = 1; head = 1; next}
     on && /^#/ {on = 0}
     on && head && /^\|/ {head = 0; if ($0 != header) bad = 1; next}
     on && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ && $4 ~ /^(cutover|haproxy|nginx)$/ && $5 ~ /^[0-9]+$/ {
-      printf "%s\t%s\t%s\t%s.%s\t%s\t%s\t%s\t%s\t%s\t%s\n", $2, $3, $4, run, $5, $6, $7, $8, $9, $10, $11
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
     }
     END { if (tables > 1) exit 3; if (bad) exit 4 }' "$f" >"$work/one.tsv" || status=$?
   case $status in
@@ -48,10 +45,11 @@ for f in "$@"; do
   [ "$rows" -gt 0 ] || die "$f: no \"### Every run\" table of bench/peers.sh in it"
   # The same run given twice (a saved report and a document holding it)
   # would count its rounds twice.
-  sum=$(cut -f1-3,5- "$work/one.tsv" | paste - <(cut -f4 "$work/one.tsv" | cut -d. -f2) | md5sum | cut -d' ' -f1)
+  sum=$(md5sum <"$work/one.tsv" | cut -d' ' -f1)
   [ -z "${SEEN[$sum]:-}" ] || die "$f: the same rounds as ${SEEN[$sum]}; give each run once"
   SEEN[$sum]=$f
-  cat "$work/one.tsv" >>"$results"
+  # A round becomes "report.round", so that rounds pair only within their report.
+  awk -F'\t' -v OFS='\t' -v run="$i" '{$4 = run "." $4; print}' "$work/one.tsv" >>"$results"
   when=$(awk '/^command: .*bench\/peers\.sh/ {on = 1; next} on && /^date:/ {sub(/^date: */, ""); print; exit}' "$f")
   # Rounds per case: "5", or "2–40" when the cases differ.
   rounds=$(awk -F'\t' '!seen[$1 FS $2 FS $4]++ {n[$1 FS $2]++}

@@ -16,11 +16,16 @@ spread() {  # $1 workers $2 conns $3 proxy $4 column (1-based)
      END { if (!seen) print "-"; else printf "%.0f–%.0f", lo, hi }' "$results"
 }
 
-# awk functions shared below: the 95% two-sided quantile of Student's t
-# (a table for 1..30 degrees of freedom; beyond, the Cornish-Fisher
-# expansion about the normal quantile, within 0.0001 of the table), and
-# "geometric mean (95% CI)" of the k logarithms in l[1..k].
-T_AWK='
+# The start of the awk programs below (given -v n, c, p and col): rules that
+# pair cutover's value of column col with peer p's, round by round, in cu[]
+# and pe[] by round; the 95% two-sided quantile of Student's t (a table for
+# 1..30 degrees of freedom; beyond, the Cornish-Fisher expansion about the
+# normal quantile, within 0.0001 of the table); and "geometric mean (95% CI)"
+# of the k logarithms in l[1..k].
+# shellcheck disable=SC2016  # awk's $1, not the shell's
+PAIRS_AWK='
+$1 == n && $2 == c && $3 == "cutover" && $col != "-" {cu[$4] = $col}
+$1 == n && $2 == c && $3 == p && $col != "-" {pe[$4] = $col}
 function t95(df,    t, z) {
   split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042", t, " ")
   if (df <= 30) return t[df]
@@ -40,9 +45,7 @@ function gm_ci(l, k,    i, s, m, v, h) {
 # "lowest–highest | geometric mean (95% CI) | rounds above 1.0 of all",
 # the interval from Student's t on the logarithms.
 round_ratios() {  # $1 workers $2 conns $3 peer $4 column (1-based)
-  awk -F'\t' -v n="$1" -v c="$2" -v p="$3" -v col="$4" "$T_AWK"'
-     $1 == n && $2 == c && $3 == "cutover" && $col != "-" {cu[$4] = $col}
-     $1 == n && $2 == c && $3 == p && $col != "-" {pe[$4] = $col}
+  awk -F'\t' -v n="$1" -v c="$2" -v p="$3" -v col="$4" "$PAIRS_AWK"'
      END {
        k = 0
        for (r in cu) if ((r in pe) && cu[r] > 0 && pe[r] > 0) {
@@ -61,9 +64,7 @@ round_ratios() {  # $1 workers $2 conns $3 peer $4 column (1-based)
 # (95% CI) | reports above 1.0 of all" over the reports. Rounds of one run
 # follow each other; this counts each run once.
 report_ratios() {  # $1 workers $2 conns $3 peer $4 column (1-based)
-  awk -F'\t' -v n="$1" -v c="$2" -v p="$3" -v col="$4" "$T_AWK"'
-     $1 == n && $2 == c && $3 == "cutover" && $col != "-" {cu[$4] = $col}
-     $1 == n && $2 == c && $3 == p && $col != "-" {pe[$4] = $col}
+  awk -F'\t' -v n="$1" -v c="$2" -v p="$3" -v col="$4" "$PAIRS_AWK"'
      END {
        for (r in cu) if ((r in pe) && cu[r] > 0 && pe[r] > 0) {
          split(r, id, ".")
