@@ -64,6 +64,7 @@ int RunServe(const ServeOptions& options) {
   RouterOptions ropts;
   ropts.listen = config.listen;
   ropts.workers = workers;
+  ropts.io_uring = config.io_uring;
   ropts.timeouts = config.timeouts;
   ropts.limits = config.limits;
   ropts.access_log = config.access_log;
@@ -123,8 +124,8 @@ int RunServe(const ServeOptions& options) {
   for (const HostPort& hp : (*router)->bound_addresses()) {
     listening += (listening.empty() ? "" : ", ") + hp.ToString();
   }
-  LogInfo("cutover serving on {} with {} worker{}; control socket {}", listening, workers,
-          workers == 1 ? "" : "s", config.control);
+  LogInfo("cutover serving on {} with {} worker{} ({}); control socket {}", listening, workers,
+          workers == 1 ? "" : "s", (*router)->io(), config.control);
   for (const HostPort& hp : (*router)->bound_preview_addresses()) {
     LogInfo("preview (the idle colors) on {}{}", hp.ToString(),
             config.preview.token.empty() ? "" : ", token required");

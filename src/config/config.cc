@@ -1436,7 +1436,7 @@ void ReadRoot(Checker& checker, const YAML::Node& root, Config& config) {
   }
   MapReader map(checker, top);
   map.AllowOnly({"listen", "preview", "control", "store", "logs", "ports", "metrics_listen",
-                 "metrics_token", "access_log", "workers", "timeouts", "limits", "services"});
+                 "metrics_token", "access_log", "workers", "io", "timeouts", "limits", "services"});
 
   std::optional<Field> listen = map.Require("listen", "host:port or a list of host:port");
   if (listen) ReadListen(checker, *listen, config);
@@ -1468,6 +1468,17 @@ void ReadRoot(Checker& checker, const YAML::Node& root, Config& config) {
   if (std::optional<Field> f = map.Get("workers")) {
     if (std::optional<int64_t> n = checker.Integer(*f, 0, kMaxWorkers, "0: one per core")) {
       config.workers = static_cast<int>(*n);
+    }
+  }
+  if (std::optional<Field> f = map.Get("io")) {
+    if (std::optional<std::string> text = checker.String(*f, "io_uring or epoll")) {
+      if (*text == "io_uring") {
+        config.io_uring = true;
+      } else if (*text == "epoll") {
+        config.io_uring = false;
+      } else {
+        checker.Report(*f, Quote(*text) + " is not one of io_uring, epoll");
+      }
     }
   }
   if (std::optional<Field> f = map.Get("timeouts")) ReadTimeouts(checker, *f, config);

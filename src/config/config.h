@@ -161,7 +161,10 @@ struct Config {
   AccessLogConfig access_log;
   TimeoutsConfig timeouts;
   LimitsConfig limits;
-  int workers = 0;                      // 0: one per core
+  int workers = 0;  // 0: one per core
+  // The router's connections read and write through io_uring where the
+  // kernel allows it ("io: io_uring", the default), else through epoll.
+  bool io_uring = true;
   std::vector<ServiceConfig> services;  // in file order; names unique
 
   const ServiceConfig* FindService(std::string_view name) const;

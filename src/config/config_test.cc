@@ -105,6 +105,7 @@ TEST(LoadConfigTest, ExampleLoadsExactlyAsWritten) {
   EXPECT_EQ(c.access_log.kind, AccessLogConfig::Kind::kOff);
   EXPECT_EQ(c.access_log.path, "");
   EXPECT_EQ(c.workers, 0);
+  EXPECT_TRUE(c.io_uring);
   EXPECT_EQ(c.timeouts.client_header, Millis(10'000));
   EXPECT_EQ(c.timeouts.client_idle, Millis(60'000));
   EXPECT_EQ(c.timeouts.upstream_connect, Millis(3'000));
@@ -313,7 +314,7 @@ TEST(ParseConfigTest, UnknownTopLevelKey) {
   EXPECT_EQ(Errors("listen: 127.0.0.1:8080\nlisten_port: 80\n" + std::string(kServices)),
             Lines{"cutover.yaml:2:1: unknown top-level key 'listen_port' (expected one of: listen, "
                   "preview, control, store, logs, ports, metrics_listen, metrics_token, "
-                  "access_log, workers, timeouts, limits, services)"});
+                  "access_log, workers, io, timeouts, limits, services)"});
 }
 
 TEST(ParseConfigTest, DuplicateKey) {
@@ -495,6 +496,15 @@ TEST(WorkersTest, RangeAndType) {
   EXPECT_EQ(Errors("listen: 127.0.0.1:0\nworkers: 99999999999999999999\n" + std::string(kServices)),
             Lines{"cutover.yaml:2:10: workers: '99999999999999999999' must be between 0 and 256 "
                   "(0: one per core)"});
+}
+
+TEST(IoTest, IoUringOrEpoll) {
+  EXPECT_TRUE(Parse("listen: 127.0.0.1:0\nio: io_uring\n" + std::string(kServices)).io_uring);
+  EXPECT_FALSE(Parse("listen: 127.0.0.1:0\nio: epoll\n" + std::string(kServices)).io_uring);
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\nio: uring\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:5: io: 'uring' is not one of io_uring, epoll"});
+  EXPECT_EQ(Errors("listen: 127.0.0.1:0\nio: [epoll]\n" + std::string(kServices)),
+            Lines{"cutover.yaml:2:5: io: expected io_uring or epoll, got a list"});
 }
 
 TEST(TimeoutsTest, AllKeys) {

@@ -170,7 +170,7 @@ bool IsIdempotentWithoutSideEffects(std::string_view method) {
 
 // True when the peer of an idle pooled connection has closed it or sent
 // something unsolicited; either way it must not carry a request.
-bool PeerClosed(WorkerSocket& s) {
+bool PeerClosed(Stream& s) {
   char byte;
   ssize_t n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
@@ -195,10 +195,11 @@ class ClientSession final : public SessionBase {
   ClientSession(Worker& worker, WorkerSocket socket, bool preview)
       : worker_(worker),
         opts_(worker.options()),
-        client_(std::move(socket)),
-        upstream_{WorkerSocket(worker.context())},
+        client_(worker.context().get_executor(), worker.ring()),
+        upstream_{Stream(worker.context().get_executor(), worker.ring())},
         preview_(preview) {
     error_code ec;
+    client_.Adopt(std::move(socket), ec);
     client_.set_option(tcp::no_delay(true), ec);
     auto remote = client_.remote_endpoint(ec);
     if (!ec) client_ip_ = remote.address().to_string();
@@ -292,11 +293,11 @@ class ClientSession final : public SessionBase {
   void Log(const ServiceRoute* route, Color color, const Target* target, int status,
            uint64_t bytes_in, uint64_t bytes_out);
   awaitable<void> Tunnel();
-  awaitable<void> Pump(WorkerSocket& from, WorkerSocket& to, char* buf, size_t cap);
+  awaitable<void> Pump(Stream& from, Stream& to, char* buf, size_t cap);
 
   Worker& worker_;
   const RouterOptions& opts_;
-  WorkerSocket client_;
+  Stream client_;
   UpstreamConn upstream_;
   std::string client_ip_;
   std::unique_ptr<IoBuffers> buffers_;
@@ -1055,7 +1056,7 @@ awaitable<void> ClientSession::RelayResponse(const ServiceRoute& route, Target* 
   }
 }
 
-awaitable<void> ClientSession::Pump(WorkerSocket& from, WorkerSocket& to, char* buf, size_t cap) {
+awaitable<void> ClientSession::Pump(Stream& from, Stream& to, char* buf, size_t cap) {
   for (;;) {
     auto [ec, n] = co_await from.async_read_some(asio::buffer(buf, cap), kTuple);
     if (ec || n == 0) co_return;

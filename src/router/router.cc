@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/log.h"
 #include "router/worker.h"
 
 namespace cutover {
@@ -85,7 +86,21 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
     }
     r->workers_.push_back(std::move(w));
   }
+  if (options.io_uring) {
+    for (auto& w : r->workers_) {
+      if (Status s = w->OpenRing(); !s) {
+        LogWarn("router: no io_uring ({}); connections use epoll", s.error().message);
+        break;
+      }
+    }
+  }
   return r;
+}
+
+std::string_view Router::io() const {
+  size_t rings = 0;
+  for (const auto& w : workers_) rings += w->has_ring() ? 1 : 0;
+  return rings == workers_.size() ? "io_uring" : rings == 0 ? "epoll" : "io_uring and epoll";
 }
 
 Router::~Router() {

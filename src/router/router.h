@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -34,6 +35,10 @@ struct RouterOptions {
   AccessLogConfig access_log;
   uint32_t max_idle_per_target = 256;  // pooled upstream connections, per worker
   Millis upstream_idle{30'000};        // a pooled connection unused this long is closed
+  // Client and upstream connections read and write through an io_uring per
+  // worker when the kernel allows one; otherwise, or when false, through
+  // epoll.
+  bool io_uring = true;
 };
 
 // Requests the router answered itself, by reason; summed over workers.
@@ -57,6 +62,9 @@ class Router {
   Router& operator=(const Router&) = delete;
 
   size_t worker_count() const;
+  // How the workers' connections read and write: "io_uring", "epoll", or
+  // "io_uring and epoll" when the kernel gave some workers no ring.
+  std::string_view io() const;
   // The listen addresses with the ports actually bound (port 0 resolved).
   const std::vector<HostPort>& bound_addresses() const { return bound_; }
   const std::vector<HostPort>& bound_preview_addresses() const { return bound_preview_; }

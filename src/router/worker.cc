@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "common/log.h"
+
 namespace cutover {
 
 namespace asio = boost::asio;
@@ -17,6 +19,7 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
+constexpr int kAcceptBurst = 256;  // connections accepted per readiness of a listener
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 // Names the calling thread cutover-wN, as `top -H` and /proc show it.
@@ -100,6 +103,7 @@ Status Worker::Listen(const std::vector<HostPort>& addresses, bool preview) {
     auto acceptor = std::make_unique<WorkerAcceptor>(ctx_);
     boost::system::error_code ec = BindTo(*acceptor, *ep, /*reuse_port=*/!preview);
     if (!ec) acceptor->listen(4096, ec);
+    if (!ec) acceptor->non_blocking(true, ec);
     if (ec) {
       return MakeError(ErrorCode::kIo, "listen " + hp.ToString() + ": " + ec.message());
     }
@@ -119,13 +123,28 @@ std::vector<HostPort> Worker::BoundAddresses() const {
   return out;
 }
 
+Status Worker::OpenRing() {
+  std::string why;
+  ring_ = Ring::Create(ctx_, &why);
+  if (!ring_) return MakeError(ErrorCode::kUnavailable, why);
+  return {};
+}
+
 void Worker::Start(std::shared_ptr<const RouteTable> table) {
   SetTable(std::move(table));
   for (size_t i = 0; i < acceptors_.size(); ++i) StartAccept(*acceptors_[i], preview_acceptor_[i]);
   Tick();
   thread_ = std::thread([this] {
     NameWorkerThread(index_);
+    if (ring_) {
+      std::string why;
+      if (!ring_->Enable(&why)) {
+        LogWarn("router: worker {} uses epoll: {}", index_, why);
+        ring_.reset();
+      }
+    }
     ctx_.run();
+    ring_.reset();  // on the thread that used it
   });
 }
 
@@ -172,15 +191,28 @@ void Worker::StartAccept(WorkerAcceptor& acceptor, bool preview) {
           });
           return;
         }
-        counters_.connections.fetch_add(1, std::memory_order_relaxed);
-        Worker& to = preview ? *this : LeastLoaded();
-        if (&to == this) {
-          StartClientSession(*this, std::move(socket), preview);
-        } else {
-          HandOff(to, std::move(socket));
+        Take(std::move(socket), preview);
+        // The rest of the backlog at once (the acceptor is non-blocking): a
+        // burst of new connections would otherwise be taken one per turn
+        // of the event loop, behind everything else ready then.
+        for (int i = 1; i < kAcceptBurst && !draining_; ++i) {
+          boost::system::error_code more_ec;
+          WorkerSocket more = acceptor.accept(more_ec);
+          if (more_ec) break;
+          Take(std::move(more), preview);
         }
         StartAccept(acceptor, preview);
       });
+}
+
+void Worker::Take(WorkerSocket socket, bool preview) {
+  counters_.connections.fetch_add(1, std::memory_order_relaxed);
+  Worker& to = preview ? *this : LeastLoaded();
+  if (&to == this) {
+    StartClientSession(*this, std::move(socket), preview);
+  } else {
+    HandOff(to, std::move(socket));
+  }
 }
 
 int64_t Worker::Load() const {
@@ -261,6 +293,7 @@ void Worker::Tick() {
       }
     }
     access_log_.Flush();
+    if (ring_) ring_->Poll();
     Tick();
   });
 }

@@ -22,8 +22,10 @@
 #include "router/access_log.h"
 #include "router/http_parser.h"
 #include "router/pacer.h"
+#include "router/ring.h"
 #include "router/route_table.h"
 #include "router/router.h"
+#include "router/stream.h"
 
 namespace cutover {
 
@@ -64,16 +66,11 @@ struct IoBuffers {
   std::string detail;  // text of the router's own error answers
 };
 
-// A worker's sockets name its io_context's executor type: the type-erased
-// default (any_io_executor) costs copies and a comparison in every
-// asynchronous operation.
-using WorkerExecutor = boost::asio::io_context::executor_type;
-using WorkerSocket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, WorkerExecutor>;
 using WorkerAcceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, WorkerExecutor>;
 
 // A keep-alive connection to a target.
 struct UpstreamConn {
-  WorkerSocket socket;
+  Stream socket;
   Target* target = nullptr;
   SteadyTime idle_since{};
   bool reused = false;
@@ -130,6 +127,10 @@ class Worker {
   // another, which then sets the latency of all. Before Start().
   void SetPeers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
 
+  // Gives the worker an io_uring for its connections (see Ring). Before
+  // Start(); an error says why the kernel refused, and the worker stays on
+  // epoll.
+  [[nodiscard]] Status OpenRing();
   // Starts the thread. Any thread, once.
   void Start(std::shared_ptr<const RouteTable> table);
   // Runs `fn` on the worker thread. Any thread.
@@ -140,6 +141,9 @@ class Worker {
 
   // ---- worker thread only ----
   boost::asio::io_context& context() { return ctx_; }
+  // The worker's io_uring, or nullptr when its connections use epoll.
+  Ring* ring() { return ring_.get(); }
+  bool has_ring() const { return ring_ != nullptr; }
   size_t index() const { return index_; }
   const RouterOptions& options() const { return options_; }
   const ParseLimits& limits() const { return limits_; }
@@ -187,6 +191,9 @@ class Worker {
  private:
   void Tick();
   void StartAccept(WorkerAcceptor& acceptor, bool preview);
+  // Starts a session for an accepted connection here or on the least
+  // loaded peer.
+  void Take(WorkerSocket socket, bool preview);
   // Connections this worker holds or was handed and has not started yet.
   // Any thread.
   int64_t Load() const;
@@ -204,6 +211,7 @@ class Worker {
   std::vector<std::unique_ptr<WorkerAcceptor>> acceptors_;
   std::vector<bool> preview_acceptor_;  // parallel to acceptors_
   boost::asio::steady_timer tick_;
+  std::unique_ptr<Ring> ring_;  // enabled and destroyed on the worker's thread
   Pacer pacer_;
   std::thread thread_;
 

@@ -65,6 +65,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const TempDir& dir, const std::str
   if (text.find("\npreview:") == std::string::npos && !text.starts_with("preview:")) {
     text = "preview: {listen: 127.0.0.1:{preview_port}}\n" + text;
   }
+  // CUTOVER_TEST_IO=epoll runs a suite again on the router's other I/O.
+  if (const char* io = std::getenv("CUTOVER_TEST_IO"); io != nullptr && *io != '\0' &&
+                                                       text.find("\nio:") == std::string::npos &&
+                                                       !text.starts_with("io:")) {
+    text = "io: " + std::string(io) + "\n" + text;
+  }
   for (size_t p = text.find("{port}"); p != std::string::npos; p = text.find("{port}")) {
     text.replace(p, 6, std::to_string(d->port_));
   }

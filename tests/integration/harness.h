@@ -55,7 +55,8 @@ class Daemon {
  public:
   // Writes `config_yaml` to DIR/cutover.yaml (the text may use "{port}", which
   // is replaced by a free port for the listener) and starts the daemon with
-  // `--workers workers`; waits until the control API answers.
+  // `--workers workers`; waits until the control API answers. With
+  // CUTOVER_TEST_IO set, a config that names no "io" gets "io: VALUE".
   static Result<std::unique_ptr<Daemon>> Start(const TempDir& dir, const std::string& config_yaml,
                                                int workers = 2);
   ~Daemon();

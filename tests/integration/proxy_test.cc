@@ -1164,6 +1164,31 @@ TEST(Workers, ThreadsAreNamedAfterTheirWorker) {
   EXPECT_EQ(names, (std::vector<std::string>{"cutover-w0", "cutover-w1"}));
 }
 
+// The log line that says the daemon serves names how its workers' connections
+// read and write, and the process holds what it says: an io_uring per worker,
+// or none on epoll. A kernel that refuses rings gets epoll with a warning.
+TEST(Workers, ConnectionsUseTheConfiguredIo) {
+  for (std::string io : {"io_uring", "epoll"}) {
+    SCOPED_TRACE(io);
+    auto stack = StartStack({"blue"}, [&](const std::vector<std::string>& a) {
+      return "io: " + io + "\n" + WebConfig(a);
+    });
+    ASSERT_TRUE(stack) << stack.error().message;
+    Stack& s = **stack;
+    EXPECT_EQ(GetText(s.port()), "blue");
+    const bool refused = s.Output().find("no io_uring (") != std::string::npos;
+    const std::string used = io == "io_uring" && !refused ? "io_uring" : "epoll";
+    EXPECT_NE(s.Output().find("with 2 workers (" + used + ")"), std::string::npos) << s.Output();
+    int rings = 0;
+    const std::filesystem::path fds = "/proc/" + std::to_string(s.daemon->process().pid()) + "/fd";
+    for (const auto& fd : std::filesystem::directory_iterator(fds)) {
+      std::error_code ec;
+      if (std::filesystem::read_symlink(fd.path(), ec).string() == "anon_inode:[io_uring]") ++rings;
+    }
+    EXPECT_EQ(rings, used == "io_uring" ? 2 : 0);
+  }
+}
+
 // A daemon whose own listen addresses overlap (the same port on 127.0.0.1
 // and on every address) starts: only other programs' sockets stop it.
 TEST(Workers, OverlappingListenAddressesOfOneDaemonStart) {

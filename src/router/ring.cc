@@ -1,0 +1,242 @@
+#include "router/ring.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace cutover {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr unsigned kSubmissionEntries = 1024;
+constexpr unsigned kCompletionEntries = 8192;
+}  // namespace
+
+Ring::Ring(asio::io_context& ctx) : ctx_(ctx), wakeup_(ctx.get_executor()) {}
+
+std::unique_ptr<Ring> Ring::Create(asio::io_context& ctx, std::string* why) {
+  std::unique_ptr<Ring> r(new Ring(ctx));
+  // Deferred completion work first (Linux 6.1): the kernel finishes a ready
+  // operation when the worker next asks for completions, instead of
+  // interrupting it. Then cooperative (5.19), then the plain ring.
+  const unsigned base = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  const unsigned tries[] = {
+      base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+      base | IORING_SETUP_COOP_TASKRUN,
+      IORING_SETUP_CQSIZE,
+  };
+  int rc = -EINVAL;
+  for (unsigned flags : tries) {
+    io_uring_params p{};
+    p.flags = flags;
+    p.cq_entries = kCompletionEntries;
+    rc = io_uring_queue_init_params(kSubmissionEntries, &r->ring_, &p);
+    if (rc == 0) {
+      r->deferred_taskrun_ = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+      r->disabled_ = (flags & IORING_SETUP_R_DISABLED) != 0;
+      if ((p.features & IORING_FEAT_FAST_POLL) == 0 || (p.features & IORING_FEAT_NODROP) == 0) {
+        io_uring_queue_exit(&r->ring_);
+        *why = "the kernel's io_uring lacks fast poll or no-drop completions (Linux 5.7 or later)";
+        return nullptr;
+      }
+      break;
+    }
+    if (rc != -EINVAL) break;  // not a matter of flags
+  }
+  if (rc != 0) {
+    *why = std::string("io_uring_setup: ") + std::strerror(-rc);
+    return nullptr;
+  }
+  r->initialized_ = true;
+  r->wakeup_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (r->wakeup_fd_ < 0) {
+    *why = std::string("eventfd: ") + std::strerror(errno);
+    return nullptr;
+  }
+  rc = io_uring_register_eventfd(&r->ring_, r->wakeup_fd_);
+  if (rc != 0) {
+    *why = std::string("io_uring_register_eventfd: ") + std::strerror(-rc);
+    ::close(r->wakeup_fd_);
+    return nullptr;
+  }
+  error_code ec;
+  r->wakeup_.assign(r->wakeup_fd_, ec);
+  if (ec) {
+    *why = "eventfd: " + ec.message();
+    ::close(r->wakeup_fd_);
+    return nullptr;
+  }
+  r->WaitForWakeup();
+  return r;
+}
+
+Ring::~Ring() {
+  error_code ignored;
+  wakeup_.close(ignored);
+  if (initialized_) io_uring_queue_exit(&ring_);
+  // The kernel has let go of every operation. Their handlers are destroyed
+  // unrun, as an io_context destroys the handlers it still holds; each is
+  // taken off the list first, since destroying one may end the session that
+  // owns another.
+  while (in_flight_ != nullptr) Forget(in_flight_);
+}
+
+void Ring::Unlink(RingOp* op) {
+  if (op->prev != nullptr) op->prev->next = op->next;
+  if (op->next != nullptr) op->next->prev = op->prev;
+  if (in_flight_ == op) in_flight_ = op->next;
+  op->prev = op->next = nullptr;
+  op->in_flight = false;
+  if (op->slot.is_connected()) {
+    op->slot.clear();
+    op->slot = asio::cancellation_slot();
+  }
+}
+
+void Ring::Forget(RingOp* op) {
+  if (!op->in_flight) return;
+  Unlink(op);
+  op->handler.Destroy();
+}
+
+bool Ring::Enable(std::string* why) {
+  if (!disabled_) return true;
+  // io_uring_enable_rings, which Debian's liburing 2.3 declares but does not
+  // export.
+  const int rc = io_uring_register(static_cast<unsigned>(ring_.ring_fd),
+                                   IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
+  if (rc != 0) {
+    *why = std::string("enabling the ring: ") + std::strerror(-rc);
+    return false;
+  }
+  disabled_ = false;
+  return true;
+}
+
+io_uring_sqe* Ring::Sqe() {
+  ScheduleFlush();
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
+    io_uring_submit(&ring_);  // the queue is full: hand it over now
+  }
+  // The kernel accepts no submissions at all: nothing can go on.
+  std::fputs("cutover: the router's io_uring accepts no submissions\n", stderr);
+  std::abort();
+}
+
+void Ring::Prep(io_uring_sqe* sqe, RingOp* op) {
+  switch (op->opcode) {
+    case IORING_OP_RECV:
+      io_uring_prep_recv(sqe, op->fd, op->iov[0].iov_base, op->iov[0].iov_len, 0);
+      break;
+    case IORING_OP_SEND:
+      io_uring_prep_send(sqe, op->fd, op->iov[0].iov_base, op->iov[0].iov_len, MSG_NOSIGNAL);
+      break;
+    case IORING_OP_SENDMSG:
+      op->msg = msghdr{};
+      op->msg.msg_iov = op->iov;
+      op->msg.msg_iovlen = static_cast<size_t>(op->iov_count);
+      io_uring_prep_sendmsg(sqe, op->fd, &op->msg, MSG_NOSIGNAL);
+      break;
+    case IORING_OP_CONNECT:
+      io_uring_prep_connect(sqe, op->fd, reinterpret_cast<const sockaddr*>(&op->addr), op->addrlen);
+      break;
+    default:
+      std::abort();  // only the operations above are ever started
+  }
+  io_uring_sqe_set_data(sqe, op);
+}
+
+void Ring::Start(RingOp* op) {
+  Prep(Sqe(), op);
+  op->in_flight = true;
+  op->prev = nullptr;
+  op->next = in_flight_;
+  if (in_flight_ != nullptr) in_flight_->prev = op;
+  in_flight_ = op;
+}
+
+void Ring::Cancel(RingOp* op) {
+  if (!op->in_flight) return;
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_cancel(sqe, op, 0);
+  io_uring_sqe_set_data(sqe, nullptr);
+}
+
+void Ring::ScheduleFlush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(ctx_, [this] { Flush(); });
+}
+
+void Ring::WaitForWakeup() {
+  // A buffer larger than the eventfd's 8 bytes: the read comes back short,
+  // so Asio takes the descriptor as drained and does not try it again until
+  // epoll reports it.
+  wakeup_.async_read_some(asio::buffer(wakeup_buf_), [this](error_code ec, size_t) {
+    if (ec) return;  // closed: the ring is going away
+    Flush();
+    WaitForWakeup();
+  });
+}
+
+void Ring::Flush() {
+  flush_posted_ = false;
+  // Since Linux 6.13 a call finishes at most a few dozen of the operations
+  // that became ready (IO_LOCAL_TW_DEFAULT_MAX per pass) and keeps the rest
+  // for the next call, without waking the eventfd again for them. So the
+  // ring is asked again until a call brings nothing: otherwise a response
+  // could wait for some other connection's activity. Past kMaxPasses the
+  // rest waits for a flush posted behind the handlers ready now, so that
+  // timers and accepts are not starved.
+  constexpr int kMaxPasses = 64;
+  for (int pass = 0; pass < kMaxPasses; ++pass) {
+    io_uring_submit_and_get_events(&ring_);
+    // One completion at a time, marked seen before its handler runs: the
+    // handler may start operations, cancel others or end a session.
+    int reaped = 0;
+    io_uring_cqe* cqe = nullptr;
+    while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+      auto* op = static_cast<RingOp*>(io_uring_cqe_get_data(cqe));
+      const int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      ++reaped;
+      if (op != nullptr) Complete(op, res);  // null: the answer to a cancel
+    }
+    if (reaped == 0) {
+      // What the handlers queued in the last pass went out with this call.
+      if (io_uring_sq_ready(&ring_) == 0) return;
+    }
+  }
+  ScheduleFlush();
+}
+
+void Ring::Complete(RingOp* op, int res) {
+  if ((res == -EAGAIN || res == -EINTR) && op->opcode != IORING_OP_CONNECT) {
+    Prep(Sqe(), op);  // still in flight
+    return;
+  }
+  Unlink(op);
+  error_code ec;
+  size_t n = 0;
+  if (res < 0) {
+    ec = res == -ECANCELED ? error_code(asio::error::operation_aborted)
+                           : error_code(-res, boost::system::system_category());
+  } else if (res == 0 && op->opcode == IORING_OP_RECV) {
+    ec = asio::error::eof;
+  } else {
+    n = static_cast<size_t>(res);
+  }
+  if (op->done != nullptr) op->done(op->owner);
+  op->handler.Invoke(ec, n);
+}
+
+}  // namespace cutover

@@ -1,0 +1,323 @@
+// Stream over a worker's Ring (io_uring) and over epoll, on real loopback
+// connections: every test runs both ways.
+#include "router/stream.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cutover {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+template <typename T>
+using awaitable = asio::awaitable<T, WorkerExecutor>;
+constexpr auto kTuple = asio::as_tuple(asio::deferred);
+using WorkerAcceptor = asio::basic_socket_acceptor<tcp, WorkerExecutor>;
+
+// A blocking client socket of the test's own.
+class Client {
+ public:
+  explicit Client(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  bool connected() const { return connected_; }
+  void Send(std::string_view s) {
+    ASSERT_EQ(::send(fd_, s.data(), s.size(), 0), ssize_t(s.size()));
+  }
+  // Reads until `n` bytes or the end; "" when the peer closed at once.
+  std::string Read(size_t n) {
+    std::string out;
+    char buf[256];
+    while (out.size() < n) {
+      ssize_t got = ::recv(fd_, buf, std::min(sizeof buf, n - out.size()), 0);
+      if (got <= 0) break;
+      out.append(buf, static_cast<size_t>(got));
+    }
+    return out;
+  }
+  // True when the peer closed the connection (a read returns 0).
+  bool PeerClosed() {
+    char c;
+    return ::recv(fd_, &c, 1, 0) == 0;
+  }
+  void Close() { ::close(std::exchange(fd_, -1)); }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+class StreamTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam()) {
+      std::string why;
+      ring_ = Ring::Create(ctx_, &why);
+      ASSERT_TRUE(ring_) << why;
+      ASSERT_TRUE(ring_->Enable(&why)) << why;
+    }
+    acceptor_.open(tcp::v4());
+    acceptor_.bind(tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    acceptor_.listen(1024);
+    port_ = acceptor_.local_endpoint().port();
+  }
+  void TearDown() override {
+    acceptor_.close();
+    ctx_.run_for(std::chrono::milliseconds(50));  // what the closes posted
+    ring_.reset();
+  }
+
+  // The server side of a connection `client` opened.
+  std::unique_ptr<Stream> Accept() {
+    auto s = std::make_unique<Stream>(ctx_.get_executor(), ring_.get());
+    error_code ec;
+    WorkerSocket socket = acceptor_.accept(ec);
+    EXPECT_FALSE(ec) << ec.message();
+    s->Adopt(std::move(socket), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    return s;
+  }
+
+  // Runs the io_context until `done` holds (at most 5 s).
+  bool RunUntil(const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      if (ctx_.stopped()) ctx_.restart();  // it ran out of work before
+      ctx_.run_for(std::chrono::milliseconds(5));
+    }
+    return done();
+  }
+
+  void RunFor(std::chrono::milliseconds d) {
+    if (ctx_.stopped()) ctx_.restart();
+    ctx_.run_for(d);
+  }
+
+  template <typename F>
+  void Spawn(F f) {
+    asio::co_spawn(ctx_.get_executor(), std::move(f), asio::detached);
+  }
+
+  asio::io_context ctx_;
+  std::unique_ptr<Ring> ring_;
+  WorkerAcceptor acceptor_{ctx_.get_executor()};
+  uint16_t port_ = 0;
+};
+
+struct ReadResult {
+  error_code ec;
+  std::string data;
+  bool done = false;
+};
+
+awaitable<void> ReadInto(Stream& s, ReadResult& out) {
+  char buf[64];
+  auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), kTuple);
+  out.ec = ec;
+  out.data.assign(buf, n);
+  out.done = true;
+}
+
+TEST_P(StreamTest, ReadsWritesInPiecesAndSeesTheEnd) {
+  Client c(port_);
+  ASSERT_TRUE(c.connected());
+  auto s = Accept();
+  c.Send("hello");
+  ReadResult r;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, r); });
+  ASSERT_TRUE(RunUntil([&] { return r.done; }));
+  EXPECT_FALSE(r.ec) << r.ec.message();
+  EXPECT_EQ(r.data, "hello");
+
+  // Two buffers go out as one write; asio::async_write takes the stream.
+  bool written = false;
+  Spawn([&]() -> awaitable<void> {
+    std::array<asio::const_buffer, 2> bufs = {asio::buffer("head|", 5), asio::buffer("body", 4)};
+    auto [ec, n] = co_await asio::async_write(*s, bufs, kTuple);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(n, 9u);
+    written = true;
+  });
+  ASSERT_TRUE(RunUntil([&] { return written; }));
+  EXPECT_EQ(c.Read(9), "head|body");
+
+  c.Close();
+  ReadResult end;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, end); });
+  ASSERT_TRUE(RunUntil([&] { return end.done; }));
+  EXPECT_EQ(end.ec, asio::error::eof);
+  EXPECT_EQ(end.data, "");
+}
+
+// A read in flight when its connection is closed ends with
+// operation_aborted, and the descriptor is closed only once it has: a
+// connection accepted meanwhile reads its own bytes.
+TEST_P(StreamTest, CloseEndsTheReadInFlightWhileANewConnectionIsServed) {
+  Client c1(port_);
+  auto s1 = Accept();
+  ReadResult first;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*s1, first); });
+  RunFor(std::chrono::milliseconds(20));  // the read is in the kernel's hands
+  ASSERT_FALSE(first.done);
+  error_code ec;
+  s1->close(ec);
+  EXPECT_FALSE(s1->is_open());
+
+  Client c2(port_);
+  auto s2 = Accept();
+  ReadResult second;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*s2, second); });
+  c2.Send("second");
+  ASSERT_TRUE(RunUntil([&] { return first.done && second.done; }));
+  EXPECT_EQ(first.ec, asio::error::operation_aborted);
+  EXPECT_EQ(second.data, "second");
+  EXPECT_TRUE(c1.PeerClosed());
+}
+
+TEST_P(StreamTest, CancelEndsAReadAndTheConnectionGoesOn) {
+  Client c(port_);
+  auto s = Accept();
+  ReadResult cancelled;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, cancelled); });
+  RunFor(std::chrono::milliseconds(20));
+  ASSERT_FALSE(cancelled.done);
+  error_code ec;
+  s->cancel(ec);
+  ASSERT_TRUE(RunUntil([&] { return cancelled.done; }));
+  EXPECT_EQ(cancelled.ec, asio::error::operation_aborted);
+
+  c.Send("after");
+  ReadResult next;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, next); });
+  ASSERT_TRUE(RunUntil([&] { return next.done; }));
+  EXPECT_EQ(next.data, "after");
+}
+
+TEST_P(StreamTest, ConnectReportsRefusalAndThenConnects) {
+  // A port nothing listens on: bound, never listening.
+  tcp::socket closed(ctx_);
+  closed.open(tcp::v4());
+  closed.bind(tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  const tcp::endpoint nobody = closed.local_endpoint();
+
+  Stream s(ctx_.get_executor(), ring_.get());
+  std::optional<error_code> refused, connected;
+  Spawn([&]() -> awaitable<void> {
+    auto [e1] = co_await s.async_connect(nobody, kTuple);
+    refused = e1;
+    error_code ignored;
+    s.close(ignored);  // as the router does before connecting again
+    auto [e2] = co_await s.async_connect(acceptor_.local_endpoint(), kTuple);
+    connected = e2;
+    if (!e2) co_await asio::async_write(s, asio::buffer("ping", 4), kTuple);
+  });
+  ASSERT_TRUE(RunUntil([&] { return connected.has_value(); }));
+  EXPECT_EQ(*refused, asio::error::connection_refused);
+  ASSERT_FALSE(*connected) << connected->message();
+  auto server = Accept();
+  ReadResult r;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*server, r); });
+  ASSERT_TRUE(RunUntil([&] { return r.done; }));
+  EXPECT_EQ(r.data, "ping");
+  error_code ec;
+  auto peer = s.remote_endpoint(ec);
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(peer.port(), port_);
+}
+
+// More reads become ready at once than the kernel finishes in one call
+// (since Linux 6.13 a few dozen per call, the rest kept without another
+// wake-up): every one of them completes, with no timer to rescue them.
+TEST_P(StreamTest, ManyReadsReadyAtOnceAllComplete) {
+  constexpr int kConns = 300;
+  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<std::unique_ptr<Stream>> streams;
+  std::vector<ReadResult> results(kConns);
+  for (int i = 0; i < kConns; ++i) {
+    clients.push_back(std::make_unique<Client>(port_));
+    streams.push_back(Accept());
+    Spawn([&, i]() -> awaitable<void> { co_await ReadInto(*streams[i], results[i]); });
+  }
+  RunFor(std::chrono::milliseconds(20));
+  for (int i = 0; i < kConns; ++i) clients[i]->Send("r" + std::to_string(i));
+  int done = 0;
+  ASSERT_TRUE(RunUntil([&] {
+    done = 0;
+    for (const ReadResult& r : results) done += r.done ? 1 : 0;
+    return done == kConns;
+  })) << done
+      << " of " << kConns;
+  for (int i = 0; i < kConns; ++i) EXPECT_EQ(results[i].data, "r" + std::to_string(i));
+}
+
+// One side of a tunnel ends: the read on the other side is cancelled through
+// the awaiting coroutine, and the pair finishes.
+TEST_P(StreamTest, EitherOfTwoReadsCancelsTheOther) {
+  using namespace asio::experimental::awaitable_operators;
+  Client ca(port_);
+  auto a = Accept();
+  Client cb(port_);
+  auto b = Accept();
+  ReadResult ra, rb;
+  bool finished = false;
+  Spawn([&]() -> awaitable<void> {
+    co_await (ReadInto(*a, ra) || ReadInto(*b, rb));
+    finished = true;
+  });
+  RunFor(std::chrono::milliseconds(20));
+  cb.Send("b");
+  ASSERT_TRUE(RunUntil([&] { return finished; }));
+  EXPECT_EQ(rb.data, "b");
+  EXPECT_TRUE(ra.done);
+  EXPECT_EQ(ra.ec, asio::error::operation_aborted);
+  // The cancelled read is over: the stream reads again.
+  ca.Send("a");
+  ReadResult again;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(*a, again); });
+  ASSERT_TRUE(RunUntil([&] { return again.done; }));
+  EXPECT_EQ(again.data, "a");
+}
+
+TEST_P(StreamTest, OperationsOnAClosedStreamFailAtOnce) {
+  Stream s(ctx_.get_executor(), ring_.get());
+  ReadResult r;
+  Spawn([&]() -> awaitable<void> { co_await ReadInto(s, r); });
+  ASSERT_TRUE(RunUntil([&] { return r.done; }));
+  EXPECT_EQ(r.ec, asio::error::bad_descriptor);
+}
+
+INSTANTIATE_TEST_SUITE_P(IoUringAndEpoll, StreamTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "IoUring" : "Epoll"; });
+
+}  // namespace
+}  // namespace cutover
