@@ -81,11 +81,31 @@ std::unique_ptr<Ring> Ring::Create(asio::io_context& ctx, std::string* why) {
 Ring::~Ring() {
   error_code ignored;
   wakeup_.close(ignored);
-  if (initialized_) io_uring_queue_exit(&ring_);
-  // The kernel has let go of every operation. Their handlers are destroyed
-  // unrun, as an io_context destroys the handlers it still holds; each is
-  // taken off the list first, since destroying one may end the session that
-  // owns another.
+  if (!initialized_) return;
+  // Normally nothing is in flight here: a worker stops once its last
+  // session has ended. Otherwise every operation is cancelled and waited
+  // for (a bounded while), so that the kernel writes into no buffer after
+  // the sessions owning them are gone; their handlers are destroyed unrun,
+  // as an io_context destroys the handlers it still holds.
+  tearing_down_ = true;
+  if (in_flight_ != nullptr) {
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) {
+      io_uring_prep_cancel(sqe, nullptr, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data(sqe, nullptr);
+    }
+    io_uring_submit(&ring_);
+    for (int waits = 0; in_flight_ != nullptr && waits < 50; ++waits) {
+      __kernel_timespec timeout{0, 20'000'000};
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout) != 0) continue;
+      auto* op = static_cast<RingOp*>(io_uring_cqe_get_data(cqe));
+      io_uring_cqe_seen(&ring_, cqe);
+      if (op != nullptr) Forget(op);
+    }
+  }
+  io_uring_queue_exit(&ring_);
+  // Each handler is taken off the list before it is destroyed: destroying
+  // one may end the session that owns another.
   while (in_flight_ != nullptr) Forget(in_flight_);
 }
 
@@ -103,6 +123,11 @@ void Ring::Unlink(RingOp* op) {
 
 void Ring::Forget(RingOp* op) {
   if (!op->in_flight) return;
+  if (!tearing_down_) {
+    // The kernel still holds the operation's buffers and will answer it.
+    std::fputs("cutover: a connection was destroyed with an operation in flight\n", stderr);
+    std::abort();
+  }
   Unlink(op);
   op->handler.Destroy();
 }
@@ -123,13 +148,9 @@ bool Ring::Enable(std::string* why) {
 
 io_uring_sqe* Ring::Sqe() {
   ScheduleFlush();
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
-    io_uring_submit(&ring_);  // the queue is full: hand it over now
-  }
-  // The kernel accepts no submissions at all: nothing can go on.
-  std::fputs("cutover: the router's io_uring accepts no submissions\n", stderr);
-  std::abort();
+  if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) return sqe;
+  io_uring_submit(&ring_);  // the queue is full: hand it over now
+  return io_uring_get_sqe(&ring_);
 }
 
 void Ring::Prep(io_uring_sqe* sqe, RingOp* op) {
@@ -156,31 +177,43 @@ void Ring::Prep(io_uring_sqe* sqe, RingOp* op) {
 }
 
 void Ring::Start(RingOp* op) {
-  Prep(Sqe(), op);
   op->in_flight = true;
+  op->cancel_requested = false;
   op->prev = nullptr;
   op->next = in_flight_;
   if (in_flight_ != nullptr) in_flight_->prev = op;
   in_flight_ = op;
+  if (io_uring_sqe* sqe = Sqe()) {
+    Prep(sqe, op);
+  } else {
+    // The kernel takes no more submissions now (out of memory): the
+    // operation fails, after the handlers ready now, as any other does.
+    asio::post(ctx_, [this, op] { Complete(op, -ENOBUFS); });
+  }
 }
 
 void Ring::Cancel(RingOp* op) {
-  if (!op->in_flight) return;
-  io_uring_sqe* sqe = Sqe();
-  io_uring_prep_cancel(sqe, op, 0);
-  io_uring_sqe_set_data(sqe, nullptr);
+  if (!op->in_flight || op->cancel_requested) return;
+  op->cancel_requested = true;
+  if (io_uring_sqe* sqe = Sqe()) {
+    io_uring_prep_cancel(sqe, op, 0);
+    io_uring_sqe_set_data(sqe, nullptr);
+  }
 }
 
 void Ring::ScheduleFlush() {
-  if (flush_posted_) return;
+  if (flush_posted_ || in_flush_) return;
   flush_posted_ = true;
-  asio::post(ctx_, [this] { Flush(); });
+  asio::post(ctx_, [this] {
+    flush_posted_ = false;
+    Flush();
+  });
 }
 
 void Ring::WaitForWakeup() {
-  // A buffer larger than the eventfd's 8 bytes: the read comes back short,
-  // so Asio takes the descriptor as drained and does not try it again until
-  // epoll reports it.
+  // Each wake-up costs the read of the counter and, when the read is
+  // started again, a read that finds nothing (Asio tries a descriptor's
+  // read at once).
   wakeup_.async_read_some(asio::buffer(wakeup_buf_), [this](error_code ec, size_t) {
     if (ec) return;  // closed: the ring is going away
     Flush();
@@ -189,17 +222,28 @@ void Ring::WaitForWakeup() {
 }
 
 void Ring::Flush() {
-  flush_posted_ = false;
   // Since Linux 6.13 a call finishes at most a few dozen of the operations
   // that became ready (IO_LOCAL_TW_DEFAULT_MAX per pass) and keeps the rest
   // for the next call, without waking the eventfd again for them. So the
   // ring is asked again until a call brings nothing: otherwise a response
   // could wait for some other connection's activity. Past kMaxPasses the
   // rest waits for a flush posted behind the handlers ready now, so that
-  // timers and accepts are not starved.
+  // timers and accepts are not starved. Handlers that start operations
+  // meanwhile post no flush of their own: this one takes them.
   constexpr int kMaxPasses = 64;
-  for (int pass = 0; pass < kMaxPasses; ++pass) {
-    io_uring_submit_and_get_events(&ring_);
+  in_flush_ = true;
+  bool more = true;
+  for (int pass = 0; pass < kMaxPasses && more; ++pass) {
+    const int rc = io_uring_submit_and_get_events(&ring_);
+    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY && rc != -EINTR) {
+      // The kernel refuses the call itself: try again at the next tick
+      // rather than spin.
+      if (!submit_failed_)
+        std::fprintf(stderr, "cutover: io_uring_enter: %s\n", std::strerror(-rc));
+      submit_failed_ = true;
+      break;
+    }
+    submit_failed_ = false;
     // One completion at a time, marked seen before its handler runs: the
     // handler may start operations, cancel others or end a session.
     int reaped = 0;
@@ -211,18 +255,23 @@ void Ring::Flush() {
       ++reaped;
       if (op != nullptr) Complete(op, res);  // null: the answer to a cancel
     }
-    if (reaped == 0) {
-      // What the handlers queued in the last pass went out with this call.
-      if (io_uring_sq_ready(&ring_) == 0) return;
-    }
+    // Done when a call brought nothing and the handlers queued nothing since.
+    more = reaped > 0 || io_uring_sq_ready(&ring_) > 0;
   }
-  ScheduleFlush();
+  in_flush_ = false;
+  if (more && !submit_failed_) ScheduleFlush();
 }
 
 void Ring::Complete(RingOp* op, int res) {
-  if ((res == -EAGAIN || res == -EINTR) && op->opcode != IORING_OP_CONNECT) {
-    Prep(Sqe(), op);  // still in flight
-    return;
+  if (res == -EAGAIN || res == -EINTR) {
+    if (op->cancel_requested) {
+      res = -ECANCELED;  // interrupted by its cancel: it ends
+    } else if (op->opcode != IORING_OP_CONNECT) {
+      if (io_uring_sqe* sqe = Sqe()) {
+        Prep(sqe, op);  // still in flight
+        return;
+      }
+    }
   }
   Unlink(op);
   error_code ec;

@@ -29,7 +29,8 @@ namespace cutover {
 using RingExecutor = boost::asio::io_context::executor_type;
 
 // A completion handler kept in place, so that starting an operation costs no
-// allocation. Handlers of the router's coroutines are a few pointers.
+// allocation. Handlers of the router's coroutines are a few pointers and the
+// buffers of a write.
 class StoredHandler {
  public:
   StoredHandler() = default;
@@ -40,18 +41,29 @@ class StoredHandler {
   template <typename Handler>
   void Store(Handler&& handler) {
     using H = std::decay_t<Handler>;
-    static_assert(sizeof(H) <= kSize && alignof(H) <= alignof(std::max_align_t),
-                  "the handler does not fit in place");
-    new (storage_) H(std::forward<Handler>(handler));
-    invoke_ = [](void* p, boost::system::error_code ec, size_t n) {
-      H h(std::move(*std::launder(static_cast<H*>(p))));
-      std::launder(static_cast<H*>(p))->~H();
-      std::move(h)(ec, n);
-    };
-    destroy_ = [](void* p) {
-      H h(std::move(*std::launder(static_cast<H*>(p))));
-      std::launder(static_cast<H*>(p))->~H();
-    };
+    if constexpr (sizeof(H) <= kSize && alignof(H) <= alignof(std::max_align_t)) {
+      new (storage_) H(std::forward<Handler>(handler));
+      invoke_ = [](void* p, boost::system::error_code ec, size_t n) {
+        H h(std::move(*std::launder(static_cast<H*>(p))));
+        std::launder(static_cast<H*>(p))->~H();
+        std::move(h)(ec, n);
+      };
+      destroy_ = [](void* p) {
+        H h(std::move(*std::launder(static_cast<H*>(p))));
+        std::launder(static_cast<H*>(p))->~H();
+      };
+    } else {
+      // A handler that carries a long buffer sequence (a write of many
+      // pieces) lives on the heap; the router's own handlers fit in place.
+      new (storage_) H*(new H(std::forward<Handler>(handler)));
+      invoke_ = [](void* p, boost::system::error_code ec, size_t n) {
+        std::unique_ptr<H> owned(*std::launder(static_cast<H**>(p)));
+        H h(std::move(*owned));
+        owned.reset();
+        std::move(h)(ec, n);
+      };
+      destroy_ = [](void* p) { std::unique_ptr<H> owned(*std::launder(static_cast<H**>(p))); };
+    }
   }
   bool empty() const { return invoke_ == nullptr; }
   // Moves the handler out before calling it: it may start the next
@@ -91,6 +103,7 @@ struct RingOp {
   StoredHandler handler;
   boost::asio::cancellation_slot slot;
   bool in_flight = false;
+  bool cancel_requested = false;
   uint8_t opcode = 0;  // IORING_OP_RECV, _SEND, _SENDMSG or _CONNECT
   int fd = -1;
   int iov_count = 0;
@@ -127,7 +140,8 @@ class Ring {
   // unless it had already finished.
   void Cancel(RingOp* op);
   // Takes `op` off the ring unfinished, its handler destroyed unrun: for a
-  // connection destroyed while the ring is torn down.
+  // connection destroyed while the ring is torn down (at any other time the
+  // kernel still holds the operation, and this aborts).
   void Forget(RingOp* op);
   // Submits and collects now. The worker's tick calls it, so that nothing
   // waits on the ring longer than a tick whatever the kernel's eventfd does.
@@ -152,6 +166,9 @@ class Ring {
   bool initialized_ = false;
   bool deferred_taskrun_ = false;
   bool disabled_ = false;  // created for another thread, not enabled yet
+  bool in_flush_ = false;
+  bool submit_failed_ = false;
+  bool tearing_down_ = false;
   bool flush_posted_ = false;
   int wakeup_fd_ = -1;
   boost::asio::posix::basic_stream_descriptor<RingExecutor> wakeup_;

@@ -90,6 +90,7 @@ Result<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
     for (auto& w : r->workers_) {
       if (Status s = w->OpenRing(); !s) {
         LogWarn("router: no io_uring ({}); connections use epoll", s.error().message);
+        for (auto& other : r->workers_) other->CloseRing();
         break;
       }
     }

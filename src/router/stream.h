@@ -71,7 +71,12 @@ class Stream {
             socket_.async_read_some(b, std::move(handler));
             return;
           }
-          boost::asio::mutable_buffer first = *boost::asio::buffer_sequence_begin(b);
+          // The first piece with room, as Asio's socket reads into.
+          boost::asio::mutable_buffer first;
+          for (auto it = boost::asio::buffer_sequence_begin(b);
+               it != boost::asio::buffer_sequence_end(b) && first.size() == 0; ++it) {
+            first = *it;
+          }
           if (!Ready(read_, handler, first.size())) return;
           read_.opcode = IORING_OP_RECV;
           read_.iov[0] = {first.data(), first.size()};

@@ -6,6 +6,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <future>
 #include <random>
 #include <string>
 #include <utility>
@@ -134,7 +135,11 @@ void Worker::Start(std::shared_ptr<const RouteTable> table) {
   SetTable(std::move(table));
   for (size_t i = 0; i < acceptors_.size(); ++i) StartAccept(*acceptors_[i], preview_acceptor_[i]);
   Tick();
-  thread_ = std::thread([this] {
+  // The thread enables its ring before Start returns, so that what the
+  // router reports afterwards (Router::io) stays true.
+  std::promise<void> enabled;
+  std::future<void> ready = enabled.get_future();
+  thread_ = std::thread([this, &enabled] {
     NameWorkerThread(index_);
     if (ring_) {
       std::string why;
@@ -143,9 +148,11 @@ void Worker::Start(std::shared_ptr<const RouteTable> table) {
         ring_.reset();
       }
     }
+    enabled.set_value();
     ctx_.run();
     ring_.reset();  // on the thread that used it
   });
+  ready.wait();
 }
 
 void Worker::Post(std::function<void()> fn) { asio::post(ctx_, std::move(fn)); }

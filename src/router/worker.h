@@ -131,7 +131,10 @@ class Worker {
   // Start(); an error says why the kernel refused, and the worker stays on
   // epoll.
   [[nodiscard]] Status OpenRing();
-  // Starts the thread. Any thread, once.
+  // Leaves the worker on epoll. Before Start().
+  void CloseRing() { ring_.reset(); }
+  // Starts the thread and returns once it runs (its ring enabled, or given
+  // up). Any thread, once.
   void Start(std::shared_ptr<const RouteTable> table);
   // Runs `fn` on the worker thread. Any thread.
   void Post(std::function<void()> fn);
