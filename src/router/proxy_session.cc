@@ -192,14 +192,13 @@ class TablePin {
 
 class ClientSession final : public SessionBase {
  public:
-  ClientSession(Worker& worker, WorkerSocket socket, bool preview)
+  ClientSession(Worker& worker, Stream client, bool preview)
       : worker_(worker),
         opts_(worker.options()),
-        client_(worker.context().get_executor(), worker.ring()),
+        client_(std::move(client)),
         upstream_{Stream(worker.context().get_executor(), worker.ring())},
         preview_(preview) {
     error_code ec;
-    client_.Adopt(std::move(socket), ec);
     client_.set_option(tcp::no_delay(true), ec);
     auto remote = client_.remote_endpoint(ec);
     if (!ec) client_ip_ = remote.address().to_string();
@@ -1082,10 +1081,10 @@ awaitable<void> ClientSession::Tunnel() {
 
 }  // namespace
 
-void StartClientSession(Worker& worker, WorkerSocket socket, bool preview) {
+void StartClientSession(Worker& worker, Stream client, bool preview) {
   asio::co_spawn(
       worker.context().get_executor(),
-      [&worker, s = std::move(socket), preview]() mutable -> awaitable<void> {
+      [&worker, s = std::move(client), preview]() mutable -> awaitable<void> {
         ClientSession session(worker, std::move(s), preview);
         co_await session.Run();
       },

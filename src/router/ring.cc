@@ -40,7 +40,6 @@ std::unique_ptr<Ring> Ring::Create(asio::io_context& ctx, std::string* why) {
     p.cq_entries = kCompletionEntries;
     rc = io_uring_queue_init_params(kSubmissionEntries, &r->ring_, &p);
     if (rc == 0) {
-      r->deferred_taskrun_ = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
       r->disabled_ = (flags & IORING_SETUP_R_DISABLED) != 0;
       if ((p.features & IORING_FEAT_FAST_POLL) == 0 || (p.features & IORING_FEAT_NODROP) == 0) {
         io_uring_queue_exit(&r->ring_);
@@ -56,22 +55,22 @@ std::unique_ptr<Ring> Ring::Create(asio::io_context& ctx, std::string* why) {
     return nullptr;
   }
   r->initialized_ = true;
-  r->wakeup_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (r->wakeup_fd_ < 0) {
+  const int wakeup_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wakeup_fd < 0) {
     *why = std::string("eventfd: ") + std::strerror(errno);
     return nullptr;
   }
-  rc = io_uring_register_eventfd(&r->ring_, r->wakeup_fd_);
+  rc = io_uring_register_eventfd(&r->ring_, wakeup_fd);
   if (rc != 0) {
     *why = std::string("io_uring_register_eventfd: ") + std::strerror(-rc);
-    ::close(r->wakeup_fd_);
+    ::close(wakeup_fd);
     return nullptr;
   }
   error_code ec;
-  r->wakeup_.assign(r->wakeup_fd_, ec);
+  r->wakeup_.assign(wakeup_fd, ec);
   if (ec) {
     *why = "eventfd: " + ec.message();
-    ::close(r->wakeup_fd_);
+    ::close(wakeup_fd);
     return nullptr;
   }
   r->WaitForWakeup();

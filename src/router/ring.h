@@ -146,9 +146,6 @@ class Ring {
   // Submits and collects now. The worker's tick calls it, so that nothing
   // waits on the ring longer than a tick whatever the kernel's eventfd does.
   void Poll() { Flush(); }
-  // Whether the ring defers the kernel's completion work to the worker's
-  // own calls (IORING_SETUP_DEFER_TASKRUN).
-  bool deferred_taskrun() const { return deferred_taskrun_; }
 
  private:
   explicit Ring(boost::asio::io_context& ctx);
@@ -164,13 +161,11 @@ class Ring {
   boost::asio::io_context& ctx_;
   io_uring ring_{};
   bool initialized_ = false;
-  bool deferred_taskrun_ = false;
   bool disabled_ = false;  // created for another thread, not enabled yet
   bool in_flush_ = false;
   bool submit_failed_ = false;
   bool tearing_down_ = false;
   bool flush_posted_ = false;
-  int wakeup_fd_ = -1;
   boost::asio::posix::basic_stream_descriptor<RingExecutor> wakeup_;
   char wakeup_buf_[16];
   RingOp* in_flight_ = nullptr;

@@ -69,20 +69,35 @@ Stream::~Stream() {
 void Stream::Adopt(WorkerSocket socket, error_code& ec) {
   if (ring_ == nullptr) {
     socket_ = std::move(socket);
+    ec.clear();
     return;
   }
+  // Off the epoll reactor, which would otherwise be told of every byte the
+  // ring reads.
+  const int fd = socket.release(ec);
+  if (!ec) TakeDescriptor(fd, ec);
+}
+
+void Stream::Adopt(const tcp& protocol, int fd, error_code& ec) {
+  if (ring_ == nullptr) {
+    socket_.assign(protocol, fd, ec);
+    if (ec) ::close(fd);
+    return;
+  }
+  TakeDescriptor(fd, ec);
+}
+
+void Stream::TakeDescriptor(int fd, error_code& ec) {
   error_code ignored;
   close(ignored);
-  // Off the epoll reactor, which would otherwise be told of every byte the
-  // ring reads; blocking, so that the ring waits for readiness itself.
-  const int fd = socket.release(ec);
-  if (ec) return;
+  // Blocking, so that the ring waits for readiness itself.
   int off = 0;
   if (::ioctl(fd, FIONBIO, &off) != 0) {
     ec = LastError();
     ::close(fd);
     return;
   }
+  ec.clear();
   fd_ = fd;
 }
 

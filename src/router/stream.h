@@ -48,8 +48,10 @@ class Stream {
 
   executor_type get_executor() noexcept { return socket_.get_executor(); }
 
-  // Takes over an accepted socket.
+  // Takes over an accepted socket, or the descriptor of one of `protocol`
+  // (closed if it cannot be taken).
   void Adopt(WorkerSocket socket, error_code& ec);
+  void Adopt(const tcp& protocol, int fd, error_code& ec);
 
   bool is_open() const { return ring_ != nullptr ? fd_ >= 0 : socket_.is_open(); }
   int native_handle() { return ring_ != nullptr ? fd_ : socket_.native_handle(); }
@@ -162,6 +164,7 @@ class Stream {
   }
   void Launch(RingOp& op, boost::asio::cancellation_slot slot);
   error_code OpenFor(const tcp::endpoint& to);
+  void TakeDescriptor(int fd, error_code& ec);
   static void OnDone(void* self);
 
   WorkerSocket socket_;  // without a ring

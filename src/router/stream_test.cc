@@ -3,8 +3,6 @@
 #include "router/stream.h"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <array>
 #include <boost/asio/as_tuple.hpp>
@@ -23,9 +21,13 @@
 #include <thread>
 #include <vector>
 
+#include "support/raw_http.h"
+
 namespace cutover {
 namespace {
 
+using test::DeadlineIn;
+using test::RawConn;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
@@ -34,49 +36,12 @@ using awaitable = asio::awaitable<T, WorkerExecutor>;
 constexpr auto kTuple = asio::as_tuple(asio::deferred);
 using WorkerAcceptor = asio::basic_socket_acceptor<tcp, WorkerExecutor>;
 
-// A blocking client socket of the test's own.
-class Client {
- public:
-  explicit Client(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~Client() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
-  bool connected() const { return connected_; }
-  void Send(std::string_view s) {
-    ASSERT_EQ(::send(fd_, s.data(), s.size(), 0), ssize_t(s.size()));
-  }
-  // Reads until `n` bytes or the end; "" when the peer closed at once.
-  std::string Read(size_t n) {
-    std::string out;
-    char buf[256];
-    while (out.size() < n) {
-      ssize_t got = ::recv(fd_, buf, std::min(sizeof buf, n - out.size()), 0);
-      if (got <= 0) break;
-      out.append(buf, static_cast<size_t>(got));
-    }
-    return out;
-  }
-  // True when the peer closed the connection (a read returns 0).
-  bool PeerClosed() {
-    char c;
-    return ::recv(fd_, &c, 1, 0) == 0;
-  }
-  void Close() { ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-  bool connected_ = false;
-};
+// A client connection to the test's listener.
+RawConn Connect(uint16_t port) {
+  auto c = RawConn::Connect("127.0.0.1", port);
+  EXPECT_TRUE(c) << c.error().message;
+  return std::move(*c);
+}
 
 class StreamTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -150,10 +115,9 @@ awaitable<void> ReadInto(Stream& s, ReadResult& out) {
 }
 
 TEST_P(StreamTest, ReadsWritesInPiecesAndSeesTheEnd) {
-  Client c(port_);
-  ASSERT_TRUE(c.connected());
+  RawConn c = Connect(port_);
   auto s = Accept();
-  c.Send("hello");
+  ASSERT_TRUE(c.Send("hello"));
   ReadResult r;
   Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, r); });
   ASSERT_TRUE(RunUntil([&] { return r.done; }));
@@ -170,7 +134,12 @@ TEST_P(StreamTest, ReadsWritesInPiecesAndSeesTheEnd) {
     written = true;
   });
   ASSERT_TRUE(RunUntil([&] { return written; }));
-  EXPECT_EQ(c.Read(9), "head|body");
+  error_code ec;
+  s->shutdown(asio::socket_base::shutdown_send, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  auto got = c.ReadUntilClose(DeadlineIn(std::chrono::seconds(5)));
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(*got, "head|body");
 
   c.Close();
   ReadResult end;
@@ -186,7 +155,7 @@ TEST_P(StreamTest, ReadsWritesInPiecesAndSeesTheEnd) {
 // reads its own bytes. The read is queued, not yet handed to the kernel,
 // when the stream is closed.
 TEST_P(StreamTest, CloseEndsTheReadInFlightWhileANewConnectionIsServed) {
-  Client c1(port_);
+  RawConn c1 = Connect(port_);
   auto s1 = Accept();
   ReadResult first;
   char buf1[64];
@@ -195,8 +164,8 @@ TEST_P(StreamTest, CloseEndsTheReadInFlightWhileANewConnectionIsServed) {
   });
   // The second client's socket first, so that the server's side of it
   // takes the lowest descriptor free after the close: the first's.
-  Client c2(port_);
-  c2.Send("second");
+  RawConn c2 = Connect(port_);
+  ASSERT_TRUE(c2.Send("second"));
   error_code ec;
   s1->close(ec);
   EXPECT_FALSE(s1->is_open());
@@ -207,13 +176,13 @@ TEST_P(StreamTest, CloseEndsTheReadInFlightWhileANewConnectionIsServed) {
   EXPECT_EQ(first.ec, asio::error::operation_aborted);
   EXPECT_EQ(first.data, "");
   EXPECT_EQ(second.data, "second");
-  EXPECT_TRUE(c1.PeerClosed());
+  EXPECT_TRUE(c1.ClosedByPeer(DeadlineIn(std::chrono::seconds(5))));
 }
 
 // A write larger than the sockets hold goes out in pieces while the peer
 // reads; more pieces than one system call takes are sent in order.
 TEST_P(StreamTest, LargeAndManyPieceWritesArriveWhole) {
-  Client c(port_);
+  RawConn c = Connect(port_);
   auto s = Accept();
   std::string big(4 << 20, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
@@ -221,7 +190,10 @@ TEST_P(StreamTest, LargeAndManyPieceWritesArriveWhole) {
   std::array<asio::const_buffer, 6> pieces;
   for (size_t i = 0; i < parts.size(); ++i) pieces[i] = asio::buffer(parts[i]);
   std::string got;
-  std::thread reader([&] { got = c.Read(big.size() + 27); });
+  std::thread reader([&] {
+    auto all = c.ReadUntilClose(DeadlineIn(std::chrono::seconds(10)));
+    if (all) got = std::move(*all);
+  });
   bool written = false;
   Spawn([&]() -> awaitable<void> {
     auto [e1, n1] = co_await asio::async_write(*s, asio::buffer(big), kTuple);
@@ -230,6 +202,8 @@ TEST_P(StreamTest, LargeAndManyPieceWritesArriveWhole) {
     auto [e2, n2] = co_await asio::async_write(*s, pieces, kTuple);
     EXPECT_FALSE(e2) << e2.message();
     EXPECT_EQ(n2, 27u);
+    error_code ec;
+    s->shutdown(asio::socket_base::shutdown_send, ec);  // the end of what the reader reads
     written = true;
   });
   const bool finished = RunUntil([&] { return written; });
@@ -241,7 +215,7 @@ TEST_P(StreamTest, LargeAndManyPieceWritesArriveWhole) {
 }
 
 TEST_P(StreamTest, CancelEndsAReadAndTheConnectionGoesOn) {
-  Client c(port_);
+  RawConn c = Connect(port_);
   auto s = Accept();
   ReadResult cancelled;
   Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, cancelled); });
@@ -252,7 +226,7 @@ TEST_P(StreamTest, CancelEndsAReadAndTheConnectionGoesOn) {
   ASSERT_TRUE(RunUntil([&] { return cancelled.done; }));
   EXPECT_EQ(cancelled.ec, asio::error::operation_aborted);
 
-  c.Send("after");
+  ASSERT_TRUE(c.Send("after"));
   ReadResult next;
   Spawn([&]() -> awaitable<void> { co_await ReadInto(*s, next); });
   ASSERT_TRUE(RunUntil([&] { return next.done; }));
@@ -296,16 +270,16 @@ TEST_P(StreamTest, ConnectReportsRefusalAndThenConnects) {
 // wake-up): every one of them completes, with no timer to rescue them.
 TEST_P(StreamTest, ManyReadsReadyAtOnceAllComplete) {
   constexpr int kConns = 300;
-  std::vector<std::unique_ptr<Client>> clients;
+  std::vector<RawConn> clients;
   std::vector<std::unique_ptr<Stream>> streams;
   std::vector<ReadResult> results(kConns);
   for (int i = 0; i < kConns; ++i) {
-    clients.push_back(std::make_unique<Client>(port_));
+    clients.push_back(Connect(port_));
     streams.push_back(Accept());
     Spawn([&, i]() -> awaitable<void> { co_await ReadInto(*streams[i], results[i]); });
   }
   RunFor(std::chrono::milliseconds(20));
-  for (int i = 0; i < kConns; ++i) clients[i]->Send("r" + std::to_string(i));
+  for (int i = 0; i < kConns; ++i) ASSERT_TRUE(clients[i].Send("r" + std::to_string(i)));
   int done = 0;
   ASSERT_TRUE(RunUntil([&] {
     done = 0;
@@ -320,9 +294,9 @@ TEST_P(StreamTest, ManyReadsReadyAtOnceAllComplete) {
 // the awaiting coroutine, and the pair finishes.
 TEST_P(StreamTest, EitherOfTwoReadsCancelsTheOther) {
   using namespace asio::experimental::awaitable_operators;
-  Client ca(port_);
+  RawConn ca = Connect(port_);
   auto a = Accept();
-  Client cb(port_);
+  RawConn cb = Connect(port_);
   auto b = Accept();
   ReadResult ra, rb;
   bool finished = false;
@@ -331,13 +305,13 @@ TEST_P(StreamTest, EitherOfTwoReadsCancelsTheOther) {
     finished = true;
   });
   RunFor(std::chrono::milliseconds(20));
-  cb.Send("b");
+  ASSERT_TRUE(cb.Send("b"));
   ASSERT_TRUE(RunUntil([&] { return finished; }));
   EXPECT_EQ(rb.data, "b");
   EXPECT_TRUE(ra.done);
   EXPECT_EQ(ra.ec, asio::error::operation_aborted);
   // The cancelled read is over: the stream reads again.
-  ca.Send("a");
+  ASSERT_TRUE(ca.Send("a"));
   ReadResult again;
   Spawn([&]() -> awaitable<void> { co_await ReadInto(*a, again); });
   ASSERT_TRUE(RunUntil([&] { return again.done; }));

@@ -216,7 +216,10 @@ void Worker::Take(WorkerSocket socket, bool preview) {
   counters_.connections.fetch_add(1, std::memory_order_relaxed);
   Worker& to = preview ? *this : LeastLoaded();
   if (&to == this) {
-    StartClientSession(*this, std::move(socket), preview);
+    Stream client(ctx_.get_executor(), ring());
+    boost::system::error_code ec;
+    client.Adopt(std::move(socket), ec);
+    if (!ec) StartClientSession(*this, std::move(client), preview);
   } else {
     HandOff(to, std::move(socket));
   }
@@ -259,18 +262,19 @@ void Worker::HandOff(Worker& to, WorkerSocket socket) {
   boost::system::error_code ec;
   const tcp::endpoint local = socket.local_endpoint(ec);
   if (ec) return;  // reset by the client already; dropping the socket closes it
-  // The socket leaves this worker's reactor here and joins `to`'s on its own
-  // thread: reactors run without locks (see the constructor).
+  // The socket leaves this worker's reactor here and joins `to`'s (or its
+  // ring) on its own thread: reactors run without locks (see the
+  // constructor).
   auto fd = std::make_shared<PassedFd>(socket.release(ec));
   if (ec) return;
   to.incoming_.fetch_add(1, std::memory_order_relaxed);
   to.Post([&to, fd, protocol = local.protocol()] {
     to.incoming_.fetch_sub(1, std::memory_order_relaxed);
     if (to.draining_) return;  // as a connection accepted while draining
-    WorkerSocket s(to.ctx_);
+    Stream client(to.ctx_.get_executor(), to.ring());
     boost::system::error_code ec;
-    s.assign(protocol, fd->Take(), ec);
-    if (!ec) StartClientSession(to, std::move(s), /*preview=*/false);
+    client.Adopt(protocol, fd->Take(), ec);
+    if (!ec) StartClientSession(to, std::move(client), /*preview=*/false);
   });
 }
 

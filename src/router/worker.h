@@ -240,6 +240,6 @@ class Worker {
 };
 
 // Runs one client connection to completion on `worker`'s thread.
-void StartClientSession(Worker& worker, WorkerSocket socket, bool preview);
+void StartClientSession(Worker& worker, Stream client, bool preview);
 
 }  // namespace cutover
